@@ -1,0 +1,53 @@
+"""Shared test set-up: W&B off, absl flags parsed, tiny JPEG datasets on disk."""
+
+import os
+
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
+
+REAL_MAPS = Path(os.environ.get(
+    "P2P_MAPS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "maps"))
+
+
+def write_pair(path: Path, photo: np.ndarray, map_: np.ndarray, quality: int = 95) -> Path:
+  """Writes a side-by-side pair (photo left, map right) as a JPEG or PNG."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  pair = np.concatenate([photo, map_], axis=1)
+  Image.fromarray(pair).save(path, quality=quality) if path.suffix == ".jpg" else (
+      Image.fromarray(pair).save(path))
+  return path
+
+
+def make_dataset(root: Path, sizes: dict[str, int], height: int = 64, seed: int = 0) -> Path:
+  """Writes random smooth JPEG pairs into root/<split>/<i>.jpg, numbered from 1."""
+  rng = np.random.default_rng(seed)
+  for split, count in sizes.items():
+    for i in range(1, count + 1):
+      base = rng.integers(0, 256, (height // 8, height // 8, 3), dtype=np.uint8)
+      photo = np.asarray(Image.fromarray(base).resize((height, height), Image.BILINEAR))
+      map_ = 255 - photo
+      write_pair(root / split / f"{i}.jpg", photo, map_)
+  return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+  """A 64x64-per-half dataset: 6 train, 3 val pairs."""
+  return make_dataset(tmp_path / "maps", {"train": 6, "val": 3})
+
+
+@pytest.fixture
+def real_maps() -> Path:
+  """The real maps dataset beside the project; skips the test when it is absent."""
+  if not (REAL_MAPS / "train").is_dir():
+    pytest.skip(f"real maps dataset not found at {REAL_MAPS}")
+  return REAL_MAPS
