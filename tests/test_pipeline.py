@@ -88,6 +88,8 @@ def test_worker_processes_match_threads_and_resume(dataset):
   resumed = make_iterator(workers, ds)
   resumed.set_state(state)
   _assert_batches_equal(_take(resumed, 3), straight[3:])
+  it.close()
+  resumed.close()
 
 
 def test_eval_patches_cover_each_half_exactly(dataset):
@@ -180,3 +182,13 @@ def test_real_maps_pipeline(real_maps):
   assert -1 <= batch["target"].min() and batch["target"].max() <= 1
   seed_cfg = DataConfig(data_dir=str(real_maps), patch_layout="grid", verify_images=False)
   assert make_split(seed_cfg, "val").num_examples == 100 * 4
+
+
+def test_tfds_source_feeds_the_same_batches(dataset, tmp_path):
+  from p2p.data.tfds_maps import prepare
+  prepare(dataset, tmp_path / "tfds")
+  folder = _cfg(dataset)
+  tfds_cfg = _cfg(dataset, source="tfds", tfds_data_dir=str(tmp_path / "tfds"))
+  run = lambda cfg: _take(make_iterator(cfg, train_dataset(cfg, make_split(cfg, "train"),
+                                                           batch_size=2, seed=0)), 4)
+  _assert_batches_equal(run(folder), run(tfds_cfg))
