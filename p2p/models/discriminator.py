@@ -1,0 +1,81 @@
+"""PatchGAN discriminators chosen by receptive field (PyTorch NLayer/PixelDiscriminator)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.typing import Dtype
+
+from p2p.models.layers import check_norm, conv, norm_layer, use_bias
+
+# Receptive field (px) -> number of stride-2 layers of PyTorch's NLayerDiscriminator; 1 = pixel.
+N_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
+
+
+def _down(n: int) -> int:
+  """Output size of a 4x4 stride-2 conv with padding 1."""
+  return (n - 2) // 2 + 1
+
+
+def patch_output_size(size: int, receptive_field: int) -> int:
+  """Logit-map size for an input side of `size` px; 0 or less means the input is too small."""
+  if receptive_field not in N_LAYERS:
+    raise ValueError(f"receptive_field={receptive_field} is not one of {tuple(N_LAYERS)}.")
+  if receptive_field == 1:
+    return size
+  for _ in range(N_LAYERS[receptive_field]):
+    size = _down(size)
+    if size < 1:
+      return size
+  return size - 2  # two 4x4 stride-1 convs with padding 1
+
+
+def min_input_size(receptive_field: int) -> int:
+  """Smallest input side that gives at least a 1x1 logit map."""
+  size = 1
+  while patch_output_size(size, receptive_field) < 1:
+    size += 1
+  return size
+
+
+class PatchDiscriminator(nn.Module):
+  """Conditional PatchGAN: logits (no sigmoid) for each receptive_field x receptive_field patch."""
+  receptive_field: int = 70
+  ndf: int = 64
+  norm: str = "batch"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
+    """B x H x W x C (condition and image concatenated) -> B x h x w x 1 float32 logits."""
+    check_norm(self.norm)
+    height, width = x_BxHxWxC.shape[1:3]
+    if min(patch_output_size(height, self.receptive_field),
+           patch_output_size(width, self.receptive_field)) < 1:
+      raise ValueError(f"PatchDiscriminator(receptive_field={self.receptive_field}) needs inputs "
+                       f"of at least {min_input_size(self.receptive_field)} px; got "
+                       f"{height}x{width}.")
+    x = jnp.asarray(x_BxHxWxC, self.dtype)
+    if self.receptive_field == 1:
+      return self._pixel(x, train).astype(jnp.float32)
+    return self._patch(x, train, N_LAYERS[self.receptive_field]).astype(jnp.float32)
+
+  def _patch(self, x: jax.Array, train: bool, n_layers: int) -> jax.Array:
+    """NLayerDiscriminator: n_layers stride-2 convs, then two stride-1 convs."""
+    bias = use_bias(self.norm)
+    x = nn.leaky_relu(conv(self.ndf, 4, 2, True, self.dtype, name="conv_0")(x), 0.2)
+    for n in range(1, n_layers + 1):
+      stride = 2 if n < n_layers else 1
+      x = conv(self.ndf * min(2 ** n, 8), 4, stride, bias, self.dtype, name=f"conv_{n}")(x)
+      x = norm_layer(self.norm, train, self.dtype, name=f"norm_{n}")(x)
+      x = nn.leaky_relu(x, 0.2)
+    return conv(1, 4, 1, True, self.dtype, name=f"conv_{n_layers + 1}")(x)
+
+  def _pixel(self, x: jax.Array, train: bool) -> jax.Array:
+    """PixelDiscriminator: three 1x1 convs (a 1x1 receptive field)."""
+    bias = use_bias(self.norm)
+    x = nn.leaky_relu(conv(self.ndf, 1, 1, True, self.dtype, name="conv_0")(x), 0.2)
+    x = conv(2 * self.ndf, 1, 1, bias, self.dtype, name="conv_1")(x)
+    x = nn.leaky_relu(norm_layer(self.norm, train, self.dtype, name="norm_1")(x), 0.2)
+    return conv(1, 1, 1, bias, self.dtype, name="conv_2")(x)
