@@ -1,0 +1,48 @@
+"""pix2pix losses as pure jnp functions of discriminator logits and images."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+GAN_MODES = ("vanilla", "lsgan")
+
+
+def gan_loss(logits: jax.Array, is_real: bool, mode: str = "vanilla") -> jax.Array:
+  """Mean GAN loss of D logits against the all-real or all-fake label.
+
+  vanilla: binary cross-entropy on logits (numerically stable, as BCEWithLogitsLoss);
+  lsgan: mean squared error of the raw outputs (as the PyTorch implementation's MSELoss).
+  """
+  logits = logits.astype(jnp.float32)
+  target = jnp.full_like(logits, 1.0 if is_real else 0.0)
+  if mode == "vanilla":
+    return optax.sigmoid_binary_cross_entropy(logits, target).mean()
+  if mode == "lsgan":
+    return jnp.square(logits - target).mean()
+  raise ValueError(f"gan_mode={mode!r} is not one of {GAN_MODES}.")
+
+
+def l1_loss(fake: jax.Array, target: jax.Array) -> jax.Array:
+  """Mean absolute error over all pixels and channels."""
+  return jnp.abs(fake.astype(jnp.float32) - target.astype(jnp.float32)).mean()
+
+
+def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array, *,
+                   l1_weight: float = 100.0, mode: str = "vanilla"
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """GAN loss of fakes labelled real, plus l1_weight x L1 to the target."""
+  gan = gan_loss(fake_logits, True, mode)
+  l1 = l1_loss(fake, target)
+  total = gan + l1_weight * l1
+  return total, {"total_gen_loss": total, "fake_d_real_class_loss": gan, "l1_loss": l1}
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, *, mode: str = "vanilla",
+                       weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Real pairs labelled real plus fake pairs labelled fake (PyTorch's pix2pix uses weight 0.5)."""
+  real = gan_loss(real_logits, True, mode)
+  fake = gan_loss(fake_logits, False, mode)
+  total = weight * (real + fake)
+  return total, {"total_disc_loss": total, "real_d_loss": real, "fake_d_loss": fake}

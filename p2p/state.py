@@ -1,0 +1,114 @@
+"""One pytree of training state (both networks), the networks and optimizers that act on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from p2p import parallel
+from p2p.config import ModelConfig, OptimConfig, TrainConfig
+from p2p.models import PatchDiscriminator, UNetGenerator
+
+
+class NetState(struct.PyTreeNode):
+  """One network's parameters, BatchNorm statistics and optimizer state."""
+
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything that changes during training, as one pytree (checkpointed whole)."""
+
+  step: jax.Array
+  rng: jax.Array
+  g: NetState
+  d: NetState
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+  """The static half of training: modules and optimizers (hashable, closed over by jit)."""
+
+  generator: nn.Module
+  discriminator: nn.Module
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+
+
+def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
+                           steps_per_epoch: int) -> optax.Schedule:
+  """Constant, or PyTorch pix2pix 'linear': constant, then linearly to 0 over decay_epochs.
+
+  As in the PyTorch implementation the rate changes once per epoch: in epoch e (0-based) it is
+  lr * (1 - max(0, e + 1 - n_constant) / (decay_epochs + 1)), n_constant = num_epochs - decay.
+  """
+  base = optim.learning_rate
+  if optim.schedule == "constant" or optim.decay_epochs == 0:
+    return optax.constant_schedule(base)
+  constant_epochs = num_epochs - optim.decay_epochs
+
+  def schedule(step):
+    epoch = step // steps_per_epoch
+    fraction = jnp.maximum(0, epoch + 1 - constant_epochs) / (optim.decay_epochs + 1)
+    return base * (1.0 - fraction)
+
+  return schedule
+
+
+def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
+  """The generator, discriminator and one Adam per network, from a validated config."""
+  model: ModelConfig = config.model
+  dtype = jnp.dtype(config.compute_dtype)
+  generator = UNetGenerator(ngf=model.ngf, norm=model.norm, dropout_rate=model.dropout_rate,
+                            num_downs=model.num_downs or None,
+                            conv_transpose_impl=model.conv_transpose_impl, dtype=dtype)
+  discriminator = PatchDiscriminator(receptive_field=model.receptive_field, ndf=model.ndf,
+                                     norm=model.norm, dtype=dtype)
+  schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)
+  make_tx = lambda: optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
+  return Networks(generator, discriminator, make_tx(), make_tx())
+
+
+def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+              x: jax.Array) -> NetState:
+  variables = module.init({"params": rng, "dropout": rng}, x, train=False)
+  params = variables["params"]
+  return NetState(params, variables.get("batch_stats", {}), tx.init(params))
+
+
+def init_state(nets: Networks, rng: jax.Array, image_size: int) -> TrainState:
+  """A fresh TrainState (pure; jit it: eager init compiles every op on its own)."""
+  g_rng, d_rng, state_rng = jax.random.split(rng, 3)
+  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  g = _init_net(nets.generator, nets.g_tx, g_rng, x)
+  d = _init_net(nets.discriminator, nets.d_tx, d_rng, jnp.concatenate([x, x], axis=-1))
+  return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, g=g, d=d)
+
+
+def create_train_state(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh) -> TrainState:
+  """A fresh state, initialised directly replicated on the mesh's devices."""
+  repl = parallel.replicated(mesh)
+  init = jax.jit(functools.partial(init_state, image_size=config.data.image_size),
+                 static_argnums=(0,), out_shardings=repl)
+  # An rbg key makes jit(init) compile in seconds (threefry kernels dominate it otherwise).
+  state = init(nets, jax.random.key(config.seed, impl="rbg"))
+  return state.replace(rng=jax.device_put(jax.random.PRNGKey(config.seed + 1), repl))
+
+
+def abstract_state(nets: Networks, image_size: int) -> TrainState:
+  """Shapes and dtypes of a TrainState, without computing one (for restoring)."""
+  return jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size))
+
+
+def count_params(tree: Any) -> int:
+  """Number of scalars in a pytree of arrays or shape structs."""
+  return sum(int(x.size) for x in jax.tree.leaves(tree))

@@ -1,0 +1,105 @@
+"""The pix2pix training step, a pure function (state, batch) -> (state, metrics)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from p2p import parallel
+from p2p.config import OptimConfig, TrainConfig
+from p2p.losses import discriminator_loss, generator_loss
+from p2p.state import NetState, Networks, TrainState
+
+METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_loss",
+           "real_d_loss", "fake_d_loss")
+
+
+def _apply_d(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array
+             ) -> tuple[jax.Array, Any]:
+  """D logits of (input, output) pairs in train mode, and D's updated BatchNorm statistics."""
+  logits, updates = nets.discriminator.apply(
+      {"params": params, "batch_stats": stats}, jnp.concatenate([x, y], axis=-1), train=True,
+      mutable=["batch_stats"])
+  return logits, updates.get("batch_stats", stats)
+
+
+def _update(tx: optax.GradientTransformation, net: NetState, grads: Any, stats: Any) -> NetState:
+  updates, opt_state = tx.update(grads, net.opt_state, net.params)
+  return NetState(optax.apply_updates(net.params, updates), stats, opt_state)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks,
+               optim: OptimConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One pix2pix iteration as in the PyTorch implementation: G forward, D update, G update.
+
+  G runs once; its vjp carries the G update. D sees real and fake pairs in separate calls (so
+  BatchNorm statistics stay separate), and the G update sees the freshly updated D.
+  """
+  x, y = batch["input"], batch["target"]
+  dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+  def g_forward(params):
+    fake, updates = nets.generator.apply(
+        {"params": params, "batch_stats": state.g.batch_stats}, x, train=True,
+        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+    return fake, updates.get("batch_stats", state.g.batch_stats)
+
+  fake, g_vjp, g_stats = jax.vjp(g_forward, state.g.params, has_aux=True)
+
+  def d_loss_fn(params):
+    fake_logits, stats = _apply_d(nets, params, state.d.batch_stats, x,
+                                  jax.lax.stop_gradient(fake))
+    real_logits, stats = _apply_d(nets, params, stats, x, y)
+    loss, metrics = discriminator_loss(real_logits, fake_logits, mode=optim.gan_mode,
+                                       weight=optim.disc_loss_weight)
+    return loss, (metrics, stats)
+
+  (_, (d_metrics, d_stats)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+      state.d.params)
+  d = _update(nets.d_tx, state.d, d_grads, d_stats)
+
+  def g_loss_fn(fake):
+    fake_logits, stats = _apply_d(nets, d.params, d.batch_stats, x, fake)
+    loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
+                                   mode=optim.gan_mode)
+    return loss, (metrics, stats)
+
+  (_, (g_metrics, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+  (g_grads,) = g_vjp(fake_grad)
+  g = _update(nets.g_tx, state.g, g_grads, g_stats)
+  d = d.replace(batch_stats=d_stats)
+  new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d)
+  return new_state, {**g_metrics, **d_metrics}
+
+
+def generate(nets: Networks, g: NetState, x: jax.Array, rng: jax.Array, *,
+             batch_norm_stats: bool = True, dropout: bool = True) -> jax.Array:
+  """G(x) for evaluation: the paper's test-time setting uses batch statistics and dropout."""
+  fake, _ = nets.generator.apply(
+      {"params": g.params, "batch_stats": g.batch_stats}, x, train=batch_norm_stats,
+      dropout=dropout, rngs={"dropout": rng}, mutable=["batch_stats"])
+  return fake
+
+
+def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh) -> Callable:
+  """The jitted step: state replicated and donated, batch split over the data axis."""
+  repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  step = functools.partial(train_step, nets=nets, optim=config.optim)
+  return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
+
+
+def make_predict(nets: Networks) -> Callable:
+  """Jitted (g, x, rng) -> G(x), each example alone: its own batch statistics and dropout."""
+
+  @jax.jit
+  def predict(g: NetState, x_BxHxWxC: jax.Array, rng: jax.Array) -> jax.Array:
+    def one(x_HxWxC, i):
+      return generate(nets, g, x_HxWxC[None], jax.random.fold_in(rng, i))[0]
+    return jax.vmap(one)(x_BxHxWxC, jnp.arange(x_BxHxWxC.shape[0]))
+
+  return predict

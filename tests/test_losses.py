@@ -1,0 +1,50 @@
+"""Losses against values computed by hand."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from p2p.losses import discriminator_loss, gan_loss, generator_loss, l1_loss
+
+
+def test_vanilla_gan_loss_by_hand():
+  logits = jnp.array([[0.0, 2.0], [-1.0, 3.0]])
+  sig = 1 / (1 + np.exp(-np.array([0.0, 2.0, -1.0, 3.0])))
+  assert float(gan_loss(logits, True)) == pytest.approx(np.mean(-np.log(sig)), rel=1e-6)
+  assert float(gan_loss(logits, False)) == pytest.approx(np.mean(-np.log(1 - sig)), rel=1e-6)
+
+
+def test_vanilla_gan_loss_is_stable_for_large_logits():
+  logits = jnp.array([1000.0, -1000.0])
+  assert float(gan_loss(logits, True)) == pytest.approx(500.0)
+  assert math.isfinite(float(gan_loss(logits, False)))
+
+
+def test_lsgan_loss_by_hand():
+  logits = jnp.array([0.5, -1.0, 2.0])
+  assert float(gan_loss(logits, True, "lsgan")) == pytest.approx((0.25 + 4 + 1) / 3)
+  assert float(gan_loss(logits, False, "lsgan")) == pytest.approx((0.25 + 1 + 4) / 3)
+  with pytest.raises(ValueError, match="gan_mode"):
+    gan_loss(logits, True, "wgan")
+
+
+def test_generator_loss_is_gan_plus_weighted_l1():
+  fake = jnp.array([[0.5, -0.5]])
+  target = jnp.array([[0.0, 0.0]])
+  assert float(l1_loss(fake, target)) == pytest.approx(0.5)
+  total, m = generator_loss(jnp.zeros((1, 2, 2, 1)), fake, target, l1_weight=100.0)
+  assert float(m["fake_d_real_class_loss"]) == pytest.approx(math.log(2))
+  assert float(m["l1_loss"]) == pytest.approx(0.5)
+  assert float(total) == pytest.approx(math.log(2) + 50.0)
+  assert set(m) == {"total_gen_loss", "fake_d_real_class_loss", "l1_loss"}
+
+
+def test_discriminator_loss_is_real_plus_fake():
+  total, m = discriminator_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)))
+  assert float(m["real_d_loss"]) == float(m["fake_d_loss"]) == pytest.approx(math.log(2))
+  assert float(total) == pytest.approx(2 * math.log(2))
+  half, _ = discriminator_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), weight=0.5)
+  assert float(half) == pytest.approx(math.log(2))
+  assert set(m) == {"total_disc_loss", "real_d_loss", "fake_d_loss"}

@@ -1,0 +1,143 @@
+"""The train step: golden values after one step, no recompilation, schedule, state layout."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import base
+from p2p import parallel
+from p2p.config import train_config
+from p2p.losses import discriminator_loss, generator_loss
+from p2p.state import (TrainState, build_networks, count_params, create_train_state,
+                       learning_rate_schedule)
+from p2p.step import METRICS, compile_step
+
+
+def tiny_config(**top):
+  c = base.get_config()
+  c.data.image_size, c.data.load_size, c.data.patch_size = 32, 36, 32
+  c.model.ngf = c.model.ndf = 8
+  for k, v in top.items():
+    setattr(c, k, v)
+  return train_config(c)
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = tiny_config(batch_size=2)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  nets = build_networks(config, steps_per_epoch=10)
+  return config, mesh, nets, compile_step(nets, config, mesh)
+
+
+def _batch(seed=0, n=2):
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
+  return {"input": x, "target": np.tanh(2 * x[..., ::-1])}
+
+
+def test_state_is_one_pytree_with_both_networks(setup):
+  config, mesh, nets, _ = setup
+  state = create_train_state(nets, config, mesh)
+  assert isinstance(state, TrainState)
+  assert set(state.g.params) and set(state.d.params)
+  assert state.g.batch_stats and state.d.batch_stats
+  assert int(state.step) == 0
+  # Adam holds two moments per parameter.
+  assert count_params(state.g.opt_state) == 2 * count_params(state.g.params) + 2  # m, v, counts
+
+
+def test_one_step_golden_values(setup):
+  config, mesh, nets, step = setup
+  state = create_train_state(nets, config, mesh)
+  state, metrics = step(state, parallel.global_batch(_batch(), mesh))
+  got = {k: float(v) for k, v in metrics.items()}
+  assert set(got) == set(METRICS)
+  # Recorded from this implementation (jax 0.10.2, CPU); a change here is a behaviour change.
+  golden = GOLDEN
+  for k in METRICS:
+    assert got[k] == pytest.approx(golden[k], rel=2e-4, abs=1e-5), k
+  assert int(state.step) == 1
+  assert float(jnp.abs(state.g.params["up_1"]["conv"]["kernel"]).sum()) == pytest.approx(
+      GOLDEN_G_KERNEL_ABS_SUM, rel=2e-4)
+
+
+def test_step_does_not_recompile(setup):
+  config, mesh, nets, step = setup
+  state = create_train_state(nets, config, mesh)
+  for i in range(3):
+    state, metrics = step(state, parallel.global_batch(_batch(i), mesh))
+  jax.block_until_ready(metrics)
+  assert step._cache_size() == 1
+
+
+def test_state_is_donated(setup):
+  config, mesh, nets, step = setup
+  state = create_train_state(nets, config, mesh)
+  leaf = jax.tree.leaves(state.g.params)[0]
+  step(state, parallel.global_batch(_batch(), mesh))
+  assert leaf.is_deleted()
+
+
+def test_linear_schedule_matches_pytorch():
+  config = tiny_config(num_epochs=4)
+  optim = config.optim.__class__(schedule="linear", decay_epochs=2)
+  lr = learning_rate_schedule(optim, num_epochs=4, steps_per_epoch=10)
+  got = [float(lr(s)) for s in (0, 19, 20, 29, 30, 39)]
+  # PyTorch lambda: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1), n_epochs = 2.
+  want = [2e-4, 2e-4, 2e-4 * (1 - 1 / 3), 2e-4 * (1 - 1 / 3), 2e-4 * (1 - 2 / 3),
+          2e-4 * (1 - 2 / 3)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  constant = learning_rate_schedule(config.optim, 4, 10)
+  assert float(constant(35)) == pytest.approx(2e-4)
+
+
+GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_loss": 0.6669747,
+          "real_d_loss": 0.6752431, "total_disc_loss": 1.3985741, "total_gen_loss": 67.477592}
+GOLDEN_G_KERNEL_ABS_SUM = 12.024029
+
+
+def test_step_equals_a_naive_two_pass_reference(setup):
+  """The vjp-based step against plain grads: G forward, D update, then G update via new D."""
+  config, mesh, nets, step = setup
+  state = create_train_state(nets, config, mesh)
+  batch = _batch(3)
+
+  @jax.jit
+  def reference(state, x, y):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def g_apply(params):
+      return nets.generator.apply({"params": params, "batch_stats": state.g.batch_stats}, x,
+                                  train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
+
+    def d_apply(params, stats, out):
+      return nets.discriminator.apply({"params": params, "batch_stats": stats},
+                                      jnp.concatenate([x, out], -1), train=True,
+                                      mutable=["batch_stats"])
+
+    fake = g_apply(state.g.params)
+
+    def d_loss(params):
+      fake_logits, m = d_apply(params, state.d.batch_stats, fake)
+      real_logits, m = d_apply(params, m["batch_stats"], y)
+      return discriminator_loss(real_logits, fake_logits)[0], m["batch_stats"]
+
+    d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
+    d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
+    d_params = optax.apply_updates(state.d.params, d_upd)
+
+    def g_loss(params):
+      out = g_apply(params)
+      return generator_loss(d_apply(d_params, d_stats, out)[0], out, y)[0]
+
+    g_grads = jax.grad(g_loss)(state.g.params)
+    g_upd, _ = nets.g_tx.update(g_grads, state.g.opt_state, state.g.params)
+    return optax.apply_updates(state.g.params, g_upd), d_params
+
+  g_params, d_params = reference(state, batch["input"], batch["target"])
+  new, _ = step(state, parallel.global_batch(batch, mesh))
+  for want, got in ((g_params, new.g.params), (d_params, new.d.params)):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
