@@ -1,4 +1,4 @@
-"""The ConfigDict -> frozen dataclass boundary: validated once, so modules never see a ConfigDict."""
+"""The ConfigDict -> frozen dataclass boundary: validated once; modules never see a ConfigDict."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ import ml_collections
 
 PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
+NORMS = ("batch", "instance", "none")
+RECEPTIVE_FIELDS = (1, 16, 70, 286)
+GAN_MODES = ("vanilla", "lsgan")
+SCHEDULES = ("constant", "linear")
+WANDB_MODES = ("disabled", "offline", "online")
+DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -59,6 +65,102 @@ class DataConfig:
                         "`python -m p2p.data.tfds_maps` prepared pix2pix_maps).")
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Generator and discriminator architecture."""
+
+  ngf: int = 64
+  ndf: int = 64
+  norm: str = "batch"
+  dropout_rate: float = 0.5
+  num_downs: int = 0
+  receptive_field: int = 70
+  conv_transpose_impl: str = "phase"
+
+  def __post_init__(self):
+    _choice("model.norm", self.norm, NORMS)
+    _choice("model.receptive_field", self.receptive_field, RECEPTIVE_FIELDS)
+    _choice("model.conv_transpose_impl", self.conv_transpose_impl, ("phase", "flax"))
+    _positive("model.ngf", self.ngf)
+    _positive("model.ndf", self.ndf)
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ConfigError(f"model.dropout_rate={self.dropout_rate} must be in [0, 1).")
+    if self.num_downs < 0:
+      raise ConfigError(f"model.num_downs={self.num_downs} must be >= 0 (0 = log2(image_size)).")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """Adam and its learning-rate schedule, the same for both networks."""
+
+  learning_rate: float = 2e-4
+  b1: float = 0.5
+  b2: float = 0.999
+  schedule: str = "constant"
+  decay_epochs: int = 0
+  gan_mode: str = "vanilla"
+  l1_weight: float = 100.0
+  disc_loss_weight: float = 1.0
+
+  def __post_init__(self):
+    _choice("optim.schedule", self.schedule, SCHEDULES)
+    _choice("optim.gan_mode", self.gan_mode, GAN_MODES)
+    if self.learning_rate <= 0:
+      raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")
+    if self.decay_epochs < 0:
+      raise ConfigError(f"optim.decay_epochs={self.decay_epochs} must be >= 0.")
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbConfig:
+  """Weights & Biases logging; never online unless asked for."""
+
+  mode: str = "disabled"
+  project: str = "p2p"
+  entity: str = ""
+  name: str = ""
+
+  def __post_init__(self):
+    _choice("wandb.mode", self.mode, WANDB_MODES)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything a training run needs, validated."""
+
+  data: DataConfig
+  model: ModelConfig
+  optim: OptimConfig
+  wandb: WandbConfig
+  seed: int = 0
+  batch_size: int = 1
+  num_epochs: int = 200
+  max_steps: int = 0
+  checkpoint_every_epochs: int = 10
+  max_checkpoints_to_keep: int = 3
+  log_every_steps: int = 100
+  eval_examples: int = 64
+  num_sample_images: int = 4
+  compute_dtype: str = "float32"
+
+  def __post_init__(self):
+    _positive("batch_size", self.batch_size)
+    _positive("num_epochs", self.num_epochs)
+    _positive("checkpoint_every_epochs", self.checkpoint_every_epochs)
+    _positive("max_checkpoints_to_keep", self.max_checkpoints_to_keep)
+    _positive("log_every_steps", self.log_every_steps)
+    _choice("compute_dtype", self.compute_dtype, DTYPES)
+    if self.max_steps < 0:
+      raise ConfigError(f"max_steps={self.max_steps} must be >= 0 (0 = num_epochs decides).")
+    if self.optim.decay_epochs > self.num_epochs:
+      raise ConfigError(f"optim.decay_epochs={self.optim.decay_epochs} is more than "
+                        f"num_epochs={self.num_epochs}.")
+    if self.data.image_size & (self.data.image_size - 1) or self.data.image_size < 32:
+      if not self.model.num_downs:
+        raise ConfigError(f"data.image_size={self.data.image_size} must be a power of two >= 32 "
+                          f"for the U-Net, or set model.num_downs.")
+
+
 def _choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
   if value not in choices:
     raise ConfigError(f"{field}={value!r} is not one of {choices}.")
@@ -89,3 +191,16 @@ def to_dataclass(cls: type, config: ml_collections.ConfigDict | dict, prefix: st
 def data_config(config: ml_collections.ConfigDict) -> DataConfig:
   """The validated data section of an experiment config."""
   return to_dataclass(DataConfig, config.data, "data")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "wandb": WandbConfig}
+
+
+def train_config(config: ml_collections.ConfigDict) -> TrainConfig:
+  """The validated whole of an experiment config."""
+  values = dict(config)
+  missing = sorted(set(SECTIONS) - set(values))
+  if missing:
+    raise ConfigError(f"Config lacks section(s) {missing}; start from configs/base.py.")
+  sections = {name: to_dataclass(cls, values.pop(name), name) for name, cls in SECTIONS.items()}
+  return to_dataclass(TrainConfig, {**values, **sections}, "config")

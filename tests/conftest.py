@@ -1,9 +1,19 @@
-"""Shared test set-up: W&B off, absl flags parsed, tiny JPEG datasets on disk."""
+"""Shared test set-up: W&B off, absl flags parsed, a compilation cache, tiny JPEG datasets."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One compilation cache per test session (subprocesses too): tests that build the same tiny
+# model compile it once. It starts empty, so nothing carries over between sessions.
+_JAX_CACHE = tempfile.mkdtemp(prefix="p2p-test-jax-cache-")
+atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 from pathlib import Path  # noqa: E402
 

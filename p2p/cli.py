@@ -1,0 +1,85 @@
+"""What every p2p command does around its work: importable configs/, readable logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from absl import flags
+from absl import logging as absl_logging
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_configs_from_anywhere() -> None:
+  """Experiment configs say `from configs import base`; make that work from any directory.
+
+  Call before absl parses flags: config_flags loads the --config file during parsing.
+  """
+  if (PROJECT_ROOT / "configs" / "base.py").is_file() and str(PROJECT_ROOT) not in sys.path:
+    sys.path.append(str(PROJECT_ROOT))
+
+
+class _WarningsOnly(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+def quiet_library_logs() -> None:
+  """Libraries logging through absl (Orbax, Grain) show warnings only; ours keep INFO.
+
+  --verbosity=1 (debug) shows everything.
+  """
+  if absl_logging.get_verbosity() < absl_logging.DEBUG:
+    absl_logging.get_absl_logger().addFilter(_WarningsOnly())
+    logging.getLogger("jax").setLevel(logging.WARNING)
+  os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing for app.run, with one-line errors for config mistakes (no tracebacks)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {_cause(str(e))}\nRun with --helpshort to list the flags.")
+  except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.<field>
+    sys.exit(f"error: {_unknown_field(argv, e)}")
+
+
+def _cause(message: str) -> str:
+  """The flag and the last line of an error that ml_collections wraps around a traceback."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if len(lines) <= 1:
+    return message.strip()
+  flag = lines[0].split(": Error whilst parsing config file")[0].rstrip(":")
+  return f"{flag}: {lines[-1]}"
+
+
+def _unknown_field(argv: list[str], error: Exception) -> str:
+  """Names the --config.<field> override that does not exist, with ml_collections' suggestion."""
+  text = str(error)
+  found = re.search(r"[A-Za-z_]\w*", text)
+  key = found.group(0) if found else text
+  hint = re.search(r'Did you mean "(\w+)"', text)
+  flag = next((a.split("=")[0] for a in argv
+               if a.startswith("--config.") and key in a.split("=")[0].split(".")),
+              f"--config.{key}")
+  return (f"{flag}: the config has no field {key!r}"
+          f"{f' (did you mean {hint.group(1)!r}?)' if hint else ''}. "
+          f"Every field is listed, with its meaning, in configs/base.py.")
+
+
+def config_value(holder: flags.FlagHolder) -> Any:
+  """The --config flag's ConfigDict; a config file that fails to load exits with one line."""
+  try:
+    config = holder.value
+    config.keys()  # a file that failed to load gives a placeholder that raises on first use
+    return config
+  except Exception as e:  # noqa: BLE001 - a user's config file can raise anything.
+    lines = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
+    path = flags.FLAGS[holder.name].serialize().split("=", 1)[-1]
+    sys.exit(f"error: --config={path} could not be loaded: {lines[-1] if lines else e!r}")

@@ -1,0 +1,30 @@
+"""Image helpers shared by previews, samples and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """float [-1, 1] -> uint8 [0, 255]."""
+  return np.clip(np.rint((np.asarray(image, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 4) -> np.ndarray:
+  """Tiles equally sized HxWx3 uint8 images into rows with white gutters."""
+  h, w = rows[0][0].shape[:2]
+  cols = max(len(r) for r in rows)
+  out = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+  for i, row in enumerate(rows):
+    for j, image in enumerate(row):
+      y, x = pad + i * (h + pad), pad + j * (w + pad)
+      out[y:y + h, x:x + w] = image
+  return out
+
+
+def triplets(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> np.ndarray:
+  """A grid with one row per example: input | generated | target (floats in [-1, 1])."""
+  return grid([[to_uint8(a), to_uint8(b), to_uint8(c)]
+               for a, b, c in zip(inputs, generated, targets)])

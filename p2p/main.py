@@ -1,0 +1,46 @@
+"""python -m p2p.main --config=configs/rf70_patches.py --workdir=runs/rf70: train (or resume)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from p2p import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. configs/rf70_patches.py or ...py:tiny.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, samples. "
+                               "An existing one is resumed.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar on a terminal.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  """Validates the config, then trains."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.quiet_library_logs()
+  from p2p.config import ConfigError, train_config
+  from p2p.data.errors import DataError
+  from p2p.train import NonFiniteLoss, train_and_evaluate
+  try:
+    config = train_config(cli.config_value(_CONFIG))
+    result = train_and_evaluate(config, _WORKDIR.value,
+                                progress=_PROGRESS.value and sys.stderr.isatty())
+  except (ConfigError, DataError, NonFiniteLoss) as e:
+    logging.error("%s", e)
+    sys.exit(f"error: {e}")
+  done = {"finished": "Training finished", "max_steps": "Stopped at max_steps",
+          "preempted": "Preempted; run the same command again to resume"}[result.reason]
+  print(f"{done} at step {result.step}. Checkpoint: step {result.last_checkpoint} in "
+        f"{result.workdir / 'checkpoints'}\nSamples: {result.workdir / 'samples'}\n"
+        f"Metrics: {result.workdir / 'metrics.jsonl'}, {result.workdir / 'loss_curve.png'}")
+
+
+if __name__ == "__main__":
+  cli.import_configs_from_anywhere()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,294 @@
+"""The training loop: dispatch steps, log one step late, validate, checkpoint, handle preemption."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from p2p import parallel
+from p2p.checkpoint import Checkpointer
+from p2p.config import TrainConfig
+from p2p.data.errors import DataError
+from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
+from p2p.images import triplets
+from p2p.preemption import PreemptionGuard
+from p2p.state import TrainState, abstract_state, build_networks, create_train_state
+from p2p.step import compile_step, make_predict
+from p2p.writers import Writer, create_writer
+
+
+class NonFiniteLoss(RuntimeError):
+  """A loss became NaN or infinite; the run stopped without saving the bad state."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  """How a run ended: its last step, why it stopped, and where things are."""
+
+  step: int
+  reason: str  # finished | max_steps | preempted
+  workdir: Path
+  last_checkpoint: int | None
+  val_l1: list[tuple[int, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How many steps make an epoch and the run, for this process's share of the data."""
+
+  steps_per_epoch: int
+  total_steps: int
+  num_epochs: int
+
+  def reason(self, step: int) -> str:
+    """Why a run that reached `step` is over: all epochs done, or max_steps."""
+    return "finished" if step == self.num_epochs * self.steps_per_epoch else "max_steps"
+
+
+class MetricsLogger:
+  """Fetches each step's metrics (one step late), checks them, averages them between logs."""
+
+  def __init__(self, writer: Writer, every: int, batch_size: int):
+    self.writer, self.every, self.batch_size = writer, every, batch_size
+    self.sums: dict[str, float] = {}
+    self.count = 0
+    self.last: dict[str, float] = {}
+    self.tick = time.perf_counter()
+    self.images_per_s = 0.0
+
+  def consume(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    """Takes one step's metrics; raises NonFiniteLoss if any is NaN or infinite."""
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+      raise NonFiniteLoss(f"Non-finite loss at step {step}: {bad}.")
+    self.last = values
+    self.count += 1
+    for k, v in values.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+    if step % self.every == 0:
+      self.flush(step)
+
+  def flush(self, step: int) -> None:
+    """Writes the averages since the last flush, with images/s over that stretch."""
+    if not self.count:
+      return
+    now = time.perf_counter()
+    self.images_per_s = self.count * self.batch_size / max(now - self.tick, 1e-9)
+    scalars = {k: v / self.count for k, v in self.sums.items()}
+    scalars["perf/images_per_s"] = self.images_per_s
+    self.writer.write_scalars(step, scalars)
+    logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+    self.sums, self.count, self.tick = {}, 0, now
+
+  def summary(self) -> str:
+    """The latest losses, short, for the progress bar."""
+    v = self.last
+    return (f"G {v['total_gen_loss']:.3f}  L1 {v['l1_loss']:.4f}  D {v['total_disc_loss']:.3f}"
+            if v else "")
+
+
+class Validator:
+  """val_l1 and a sample grid (input | generated | target) on the first val examples."""
+
+  def __init__(self, config: TrainConfig, predict: Callable, writer: Writer):
+    self.config, self.predict, self.writer = config, predict, writer
+    self.examples = _load_eval_examples(config)
+    self.history: list[tuple[int, float]] = []
+
+  def __call__(self, state: TrainState, step: int, epoch: float) -> None:
+    if self.examples is None:
+      return
+    x, y = self.examples["input"], self.examples["target"]
+    rng = jax.random.PRNGKey(self.config.seed)
+    fake = np.concatenate([
+        np.asarray(self.predict(state.g, x[i:i + 8], jax.random.fold_in(rng, i)))
+        for i in range(0, len(x), 8)])
+    l1 = float(np.abs(fake - y).mean())
+    self.history.append((step, l1))
+    self.writer.write_scalars(step, {"val_l1": l1})
+    n = self.config.num_sample_images
+    self.writer.write_image(step, "val_samples", triplets(x[:n], fake[:n], y[:n]))
+    self.writer.flush()
+    logging.info("step %d (epoch %.2f): val_l1 %.4f", step, epoch, l1)
+
+
+def _load_eval_examples(config: TrainConfig) -> dict[str, np.ndarray] | None:
+  """The first eval_examples validation examples, in file order (None if there is no val)."""
+  try:
+    split = make_split(config.data, "val", equal_shards=False)
+  except DataError as e:  # A dataset without val/ still trains.
+    logging.warning("No validation examples (%s); skipping val_l1 and samples.", e)
+    return None
+  ds = eval_dataset(config.data, split, batch_size=1)
+  count = min(max(config.eval_examples, config.num_sample_images), len(ds))
+  rows = [ds[i] for i in range(count)]
+  return {k: np.concatenate([r[k] for r in rows]) for k in ("input", "target")}
+
+
+def _progress(enabled: bool) -> Progress:
+  return Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("{task.fields[speed]:.2f} img/s"),
+                  TextColumn("{task.fields[losses]}"), TimeRemainingColumn(),
+                  disable=not enabled, transient=False)
+
+
+def _schedule(config: TrainConfig, num_examples: int, local_batch: int) -> Schedule:
+  steps_per_epoch = num_examples // local_batch
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size={config.batch_size} is larger than the "
+                     f"{num_examples * jax.process_count()} training examples.")
+  total = config.num_epochs * steps_per_epoch
+  return Schedule(steps_per_epoch, min(total, config.max_steps) if config.max_steps else total,
+                  config.num_epochs)
+
+
+def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpointer,
+                       data_iter: Any, config_dict: dict) -> TrainState:
+  """The newest checkpoint's state (and data position) if there is one, else a fresh state."""
+  if ckpt.latest_step() is None:
+    return create_train_state(nets, config, mesh)
+  abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
+                                    parallel.replicated(mesh))
+  state, data_state, saved_config = ckpt.restore(abstract)
+  data_iter.set_state(data_state)
+  _warn_config_changes(saved_config, config_dict)
+  logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
+  return state
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
+                       on_step: Callable[[int], None] | None = None,
+                       progress: bool = True) -> RunResult:
+  """Trains (resuming from workdir if it holds a checkpoint) and returns how the run ended."""
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  local_batch = config.batch_size // jax.process_count()
+  split = make_split(config.data, "train", process_index=jax.process_index(),
+                     process_count=jax.process_count())
+  schedule = _schedule(config, split.num_examples, local_batch)
+  data_iter = make_iterator(config.data, train_dataset(config.data, split, batch_size=local_batch,
+                                                       seed=config.seed))
+  nets = build_networks(config, schedule.steps_per_epoch)
+  config_dict = dataclasses.asdict(config)
+  ckpt = Checkpointer(workdir, config.max_checkpoints_to_keep)
+  try:
+    state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict)
+    if int(state.step) >= schedule.total_steps:
+      logging.info("%s already holds the final step %d; nothing to train.", workdir,
+                   int(state.step))
+      return RunResult(int(state.step), schedule.reason(int(state.step)), workdir,
+                       ckpt.latest_step(), [])
+    writer = create_writer(workdir, config.wandb, config_dict, resume_step=int(state.step),
+                           is_main_process=jax.process_index() == 0)
+    validate = Validator(config, make_predict(nets), writer)
+    try:
+      step, reason = _loop(config, schedule, state, data_iter, compile_step(nets, config, mesh),
+                           validate, writer, mesh,
+                           lambda step, state: ckpt.save(step, state, data_iter.get_state(),
+                                                         config_dict),
+                           on_step, progress)
+      return RunResult(step, reason, workdir, ckpt.latest_step(), validate.history)
+    except NonFiniteLoss as e:
+      last = ckpt.latest_step()
+      raise NonFiniteLoss(
+          f"{e} Training stopped without saving; the last good checkpoint is "
+          f"{'step ' + str(last) if last is not None else 'none'} in {ckpt.directory}. "
+          f"Lower optim.learning_rate or check the data, then run again to resume.") from None
+    finally:
+      writer.close()
+  finally:
+    ckpt.close()
+    data_iter.close()
+
+
+def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter: Any,
+          step_fn: Callable, validate: Validator, writer: Writer, mesh: Any,
+          save: Callable[[int, TrainState], None], on_step: Callable[[int], None] | None,
+          progress: bool) -> tuple[int, str]:
+  """Steps until the schedule ends or a preemption signal arrives; saves on the way out."""
+  step = int(state.step)
+  spe = schedule.steps_per_epoch
+  logger = MetricsLogger(writer, config.log_every_steps, config.batch_size)
+  if step == 0:
+    validate(state, step, 0.0)  # the untrained baseline: every run shows how far val L1 fell
+  reason, pending = "preempted", None
+  with PreemptionGuard() as guard, _progress(progress and jax.process_index() == 0) as bar:
+    task = bar.add_task("train", total=schedule.total_steps, completed=step,
+                        epoch=step // spe + 1, speed=0.0, losses="")
+    try:
+      while step < schedule.total_steps:
+        batch = parallel.global_batch(next(data_iter), mesh)
+        state, metrics = step_fn(state, batch)
+        step += 1
+        if pending is not None:  # the previous step's metrics, while this one runs
+          logger.consume(*pending)
+          bar.update(task, completed=step - 1, epoch=(step - 1) // spe + 1,
+                     speed=logger.images_per_s, losses=logger.summary())
+        pending = (step, metrics)
+        if on_step is not None:
+          on_step(step)
+        epoch_done = step % spe == 0
+        if epoch_done or guard.requested or step == schedule.total_steps:
+          logger.consume(*pending)  # checked before anything is saved
+          pending = None
+          bar.update(task, completed=step, speed=logger.images_per_s, losses=logger.summary())
+        if epoch_done:
+          writer.write_scalars(step, {"epoch": step // spe})
+          validate(state, step, step / spe)
+          if (step // spe) % config.checkpoint_every_epochs == 0:
+            save(step, state)
+        if guard.requested:
+          break
+      else:
+        reason = schedule.reason(step)
+        if step % spe:
+          validate(state, step, step / spe)  # a run that stops mid-epoch still ends with a sample
+      logger.flush(step)
+      save(step, state)
+    except NonFiniteLoss:
+      raise
+    except Exception:
+      _save_after_crash(step, state, pending, logger, save)
+      raise
+  return step, reason
+
+
+def _save_after_crash(step: int, state: TrainState, pending: tuple | None, logger: MetricsLogger,
+                      save: Callable[[int, TrainState], None]) -> None:
+  """Best effort: keep the progress since the last checkpoint if the state is intact and finite.
+
+  Errors outside the step (a corrupt image found mid-epoch, a full disk for samples) leave the
+  state whole; one raised inside the step has consumed its donated input, so nothing is saved.
+  """
+  try:
+    if pending is not None:
+      logger.consume(*pending)
+    if any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):
+      return
+    save(step, state)
+    logging.error("Saved step %d before stopping on the error below; fix it and run the same "
+                  "command to resume.", step)
+  except Exception as e:  # noqa: BLE001 - the original error is the one to report.
+    logging.error("Could not save step %d after the error (%s).", step, e)
+
+
+def _warn_config_changes(saved: dict, current: dict, prefix: str = "") -> None:
+  """Logs every field that differs between the checkpoint's config and this run's."""
+  for key in sorted(set(saved) | set(current)):
+    a, b = saved.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      _warn_config_changes(a, b, f"{prefix}{key}.")
+    elif a != b:
+      logging.warning("Config %s%s changed since the checkpoint: %r -> %r.", prefix, key, a, b)

@@ -1,0 +1,162 @@
+"""The training loop: resume equals an uninterrupted run, preemption, checkpoints, writers."""
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from configs import base
+from p2p.checkpoint import Checkpointer
+from p2p.config import train_config
+from p2p.data import synthetic
+from p2p.data.errors import DataError
+from p2p.state import abstract_state, build_networks
+from p2p.step import METRICS
+from p2p.train import NonFiniteLoss, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory) -> Path:
+  """Synthetic maps with 64 px halves: 6 train, 2 val pairs."""
+  return synthetic.write_dataset(tmp_path_factory.mktemp("data") / "maps", train=6, val=2,
+                                 seed=0, size=64)
+
+
+def make_config(maps: Path, **overrides):
+  """A tiny run: 32 px resize, ngf 8, batch 2 -> 3 steps per epoch."""
+  c = base.tiny(base.get_config())
+  c.data.data_dir = str(maps)
+  c.data.preprocess = "resize"
+  c.batch_size = 2
+  c.num_epochs = 2
+  c.max_steps = 0
+  c.log_every_steps = 1
+  for key, value in overrides.items():
+    node = c
+    *path, leaf = key.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return train_config(c)
+
+
+def final_params(config, workdir: Path):
+  """The newest checkpoint's state, restored as host numpy arrays."""
+  nets = build_networks(config, steps_per_epoch=3)
+  ckpt = Checkpointer(workdir)
+  try:
+    state, data_state, _ = ckpt.restore(abstract_state(nets, config.data.image_size))
+  finally:
+    ckpt.close()
+  return jax.tree.map(np.asarray, state), data_state
+
+
+def assert_trees_equal(a, b):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def straight(maps, tmp_path_factory):
+  """4 steps without interruption (one and a third epochs)."""
+  config = make_config(maps, max_steps=4)
+  workdir = tmp_path_factory.mktemp("straight")
+  result = train_and_evaluate(config, workdir, progress=False)
+  return config, workdir, result
+
+
+def test_run_writes_checkpoint_metrics_curve_and_samples(straight):
+  config, workdir, result = straight
+  assert (result.step, result.reason, result.last_checkpoint) == (4, "max_steps", 4)
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  losses = [r for r in rows if "l1_loss" in r]
+  assert [r["step"] for r in losses] == [1, 2, 3, 4]
+  assert set(METRICS) <= set(losses[-1])
+  # Before training, at the end of epoch 1, and where the run stopped.
+  assert [r["step"] for r in rows if "val_l1" in r] == [0, 3, 4]
+  assert [round(v, 6) for _, v in result.val_l1] == [
+      round(r["val_l1"], 6) for r in rows if "val_l1" in r]
+  assert (workdir / "loss_curve.png").stat().st_size > 0
+  samples = sorted(p.name for p in (workdir / "samples").iterdir())
+  assert samples == [f"val_samples_{s:08d}.png" for s in (0, 3, 4)]
+  assert Checkpointer(workdir).all_steps() == [1 * 3, 4]  # every epoch (config) and the end
+
+
+def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
+  config, straight_dir, _ = straight
+  workdir = tmp_path / "run"
+
+  def preempt(step):
+    if step == 2:
+      signal.raise_signal(signal.SIGTERM)
+
+  first = train_and_evaluate(config, workdir, on_step=preempt, progress=False)
+  assert (first.step, first.reason, first.last_checkpoint) == (2, "preempted", 2)
+  resumed = train_and_evaluate(config, workdir, progress=False)
+  assert (resumed.step, resumed.reason) == (4, "max_steps")
+  want, want_data = final_params(config, straight_dir)
+  got, got_data = final_params(config, workdir)
+  assert got_data == want_data
+  assert_trees_equal(got, want)
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if "l1_loss" in r] == [1, 2, 3, 4]  # no step lost or doubled
+
+
+def test_finished_run_is_not_trained_again(straight, maps, tmp_path):
+  config, _, _ = straight
+  result = train_and_evaluate(make_config(maps, num_epochs=1), tmp_path, progress=False)
+  assert (result.step, result.reason) == (3, "finished")
+  again = train_and_evaluate(make_config(maps, num_epochs=1), tmp_path, progress=False)
+  assert (again.step, again.reason) == (3, "finished")
+
+
+def test_keeps_the_newest_checkpoints(maps, tmp_path):
+  config = make_config(maps, num_epochs=4, checkpoint_every_epochs=1, max_checkpoints_to_keep=2,
+                       eval_examples=1, num_sample_images=1)
+  train_and_evaluate(config, tmp_path, progress=False)
+  assert Checkpointer(tmp_path).all_steps() == [9, 12]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(maps, tmp_path):
+  train_and_evaluate(make_config(maps, max_steps=2), tmp_path, progress=False)
+  bad = make_config(maps, max_steps=4, **{"optim.l1_weight": float("nan")})
+  with pytest.raises(NonFiniteLoss, match=r"Non-finite loss at step 3.*last good checkpoint is "
+                                          r"step 2"):
+    train_and_evaluate(bad, tmp_path, progress=False)
+  assert Checkpointer(tmp_path).all_steps() == [2]
+
+
+def test_wandb_offline_writes_a_local_run(maps, tmp_path):
+  config = make_config(maps, max_steps=1, **{"wandb.mode": "offline"})
+  train_and_evaluate(config, tmp_path, progress=False)
+  runs = list((tmp_path / "wandb").glob("offline-run-*"))
+  assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_an_error_mid_run_saves_progress_first(straight, maps, tmp_path):
+  """A corrupt training image found mid-epoch: the steps before it are kept, then resumable."""
+  _, straight_dir, _ = straight
+  data = tmp_path / "maps"
+  shutil.copytree(maps, data)
+  bad = data / "train" / "4.jpg"
+  good_bytes = bad.read_bytes()
+  bad.write_bytes(good_bytes[:len(good_bytes) // 3])  # header intact, body cut
+  config = make_config(data, max_steps=4, **{"data.verify_images": False,
+                                             "checkpoint_every_epochs": 100})
+  with pytest.raises(DataError, match="4.jpg"):
+    train_and_evaluate(config, tmp_path / "run", progress=False)
+  saved = Checkpointer(tmp_path / "run").latest_step()
+  assert saved is not None and saved >= 1  # the shuffled order does not reach 4.jpg at once
+  bad.write_bytes(good_bytes)
+  result = train_and_evaluate(config, tmp_path / "run", progress=False)
+  assert (result.step, result.reason) == (4, "max_steps")
+  want, want_data = final_params(config, straight_dir)
+  got, got_data = final_params(config, tmp_path / "run")
+  assert got_data == want_data
+  assert_trees_equal(got, want)
