@@ -20,6 +20,7 @@ $(DEMO_DATA)/val: $(STAMP)
 
 demo: $(DEMO_DATA)/val
 	$(PY) -m p2p.data.preview --config=configs/demo.py --out=runs/demo/preview.png
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m p2p.main --config=configs/demo.py --workdir=runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

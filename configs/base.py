@@ -1,6 +1,6 @@
 """Every config field, with its meaning and units; experiments import this and override a few.
 
-Run: python -m p2p.data.preview --config=configs/base.py --out=runs/preview.png
+Run: python -m p2p.main --config=configs/base.py --workdir=runs/base
 """
 
 import ml_collections
@@ -11,6 +11,39 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0                        # PRNG seed for init, dropout, shuffling and jitter
   config.batch_size = 1                  # global batch, images per step over all devices
+  config.num_epochs = 200                # passes over the training examples
+  config.max_steps = 0                   # stop after this many steps; 0 = num_epochs decides
+  config.checkpoint_every_epochs = 10    # epochs between checkpoints (also at the end, SIGTERM)
+  config.max_checkpoints_to_keep = 3     # newest checkpoints kept in workdir/checkpoints
+  config.log_every_steps = 100           # steps between metrics lines (JSONL, W&B, console)
+  config.eval_examples = 64              # val examples scored (val_l1) after every epoch
+  config.num_sample_images = 4           # val examples in each epoch's sample image
+  config.compute_dtype = "float32"       # float32 | bfloat16 activations; params stay float32
+
+  config.model = model = ml_collections.ConfigDict()
+  model.ngf = 64                         # generator filters in the first layer
+  model.ndf = 64                         # discriminator filters in the first layer
+  model.norm = "batch"                   # batch | instance | none (both networks)
+  model.dropout_rate = 0.5               # generator dropout in the inner up blocks
+  model.num_downs = 0                    # U-Net depth; 0 = log2(image_size) (8 at 256)
+  model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286
+  model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.learning_rate = 2e-4             # Adam step size, both networks
+  optim.b1 = 0.5                         # Adam beta1
+  optim.b2 = 0.999                       # Adam beta2
+  optim.schedule = "constant"            # constant | linear (PyTorch: decays to 0 at the end)
+  optim.decay_epochs = 0                 # linear: epochs at the end over which LR decays to 0
+  optim.gan_mode = "vanilla"             # vanilla (BCE on logits) | lsgan (least squares)
+  optim.l1_weight = 100.0                # lambda_L1 on |G(x) - y|
+  optim.disc_loss_weight = 1.0           # D loss = weight * (real + fake); PyTorch uses 0.5
+
+  config.wandb = wandb = ml_collections.ConfigDict()
+  wandb.mode = "disabled"                # disabled | offline | online (never online by default)
+  wandb.project = "p2p"                  # W&B project
+  wandb.entity = ""                      # W&B entity (team); "" = your default
+  wandb.name = ""                        # run name; "" = the workdir's name
 
   config.data = data = ml_collections.ConfigDict()
   data.data_dir = "../shared/data/maps"  # folder with train/ and val/ side-by-side pairs
@@ -32,3 +65,31 @@ def get_config() -> ml_collections.ConfigDict:
   data.num_threads = 2                   # reader threads (per process)
   data.prefetch_buffer_size = 8          # batches prefetched by the reader threads
   return config
+
+
+def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks an experiment to a CPU smoke run (seconds) on the same code path."""
+  rf286 = config.model.receptive_field == 286
+  size = 128 if rf286 else 32  # RF 286 needs inputs of at least 96 px
+  config.data.image_size = size
+  config.data.load_size = size + size // 8
+  config.data.patch_size = size
+  config.data.verify_images = False
+  config.model.ngf = 8
+  config.model.ndf = 8
+  config.num_epochs = 1
+  config.max_steps = 8
+  config.log_every_steps = 2
+  config.checkpoint_every_epochs = 1
+  config.eval_examples = 2
+  config.num_sample_images = 2
+  return config
+
+
+def finish(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a config argument (`file.py:tiny`); anything else is an error naming it."""
+  if arg in (None, ""):
+    return config
+  if arg == "tiny":
+    return tiny(config)
+  raise ValueError(f"Unknown config argument {arg!r}; the only one is 'tiny' (file.py:tiny).")
