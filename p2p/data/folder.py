@@ -18,7 +18,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def list_images(root: str | os.PathLike, split: str) -> list[Path]:
-  """Sorted image paths of one split; raises DataError for a missing root/split or an empty split."""
+  """Sorted image paths of a split; DataError for a missing root or split, or an empty split."""
   root = Path(root).expanduser()
   if not root.is_dir():
     raise DataError(
