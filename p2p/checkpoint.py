@@ -24,6 +24,7 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
+    """Steps of every complete checkpoint, oldest first."""
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, data_state: dict, config: dict) -> None:
@@ -34,6 +35,14 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
         config=ocp.args.JsonSave(config)), force=True)
     self._manager.wait_until_finished()
+
+  def read_config(self, step: int | None = None) -> dict:
+    """The config a checkpoint was written with (default: the newest)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return restored["config"]
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, dict]:
     """(state, data iterator state, config) of a step (default: the newest)."""
