@@ -2,7 +2,7 @@
 
     gen = p2p.load("runs/rf70")                # newest checkpoint (or step=N)
     photos = p2p.sample(gen, maps_uint8)       # NHWC, any batch size -> same dtype convention
-    photo = p2p.translate(gen, big_map_uint8)  # HxWx3 of any size -> HxWx3
+    photo = p2p.translate_image(gen, big_map_uint8)  # HxWx3 of any size -> HxWx3
 
 Normalization at inference (`norm`):
 - "batch" (default): BatchNorm uses each image's own statistics and dropout stays on, the
@@ -133,7 +133,7 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
   return np.outer(ramp, ramp)
 
 
-def translate(gen: Generator, image: np.ndarray, *, overlap: int | None = None,
+def translate_image(gen: Generator, image: np.ndarray, *, overlap: int | None = None,
               rng: jax.Array | None = None, norm: str = "batch", chunk: int = 16) -> np.ndarray:
   """A whole map (H x W x 3 uint8, any size) -> its satellite image, tiled and blended.
 
@@ -146,7 +146,7 @@ def translate(gen: Generator, image: np.ndarray, *, overlap: int | None = None,
   """
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-    raise ValueError(f"translate() takes an H x W x 3 uint8 image; got {image.shape} "
+    raise ValueError(f"translate_image() takes an H x W x 3 uint8 image; got {image.shape} "
                      f"{image.dtype}.")
   size = gen.image_size
   overlap = size // 2 if overlap is None else overlap

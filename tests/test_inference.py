@@ -1,4 +1,4 @@
-"""Inference: p2p.load / p2p.sample / p2p.translate on a tiny trained run."""
+"""Inference: p2p.load / p2p.sample / p2p.translate_image on a tiny trained run."""
 
 from pathlib import Path
 
@@ -10,25 +10,15 @@ import pytest
 from PIL import Image
 
 import p2p
-from configs import base
-from p2p.config import train_config
 from p2p.data import synthetic
 from p2p.data.transforms import tile_starts
 from p2p.models import UNetGenerator
-from p2p.sample import Generator, load_image
-from p2p.train import train_and_evaluate
+from p2p.inference import Generator, load_image
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-  """A 32 px, ngf 8 model trained for 2 steps on synthetic maps."""
-  root = tmp_path_factory.mktemp("sample")
-  maps = synthetic.write_dataset(root / "maps", train=4, val=1, seed=0, size=64)
-  c = base.tiny(base.get_config())
-  c.data.data_dir, c.data.preprocess = str(maps), "resize"
-  c.num_epochs, c.max_steps, c.checkpoint_every_epochs = 2, 0, 1  # checkpoints at 4 and 8
-  train_and_evaluate(train_config(c), root / "run", progress=False)
-  return root / "run"
+def run(tiny_run) -> Path:
+  return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +90,13 @@ def test_sample_rejects_non_nhwc(gen):
 
 def test_translate_equals_sample_when_no_tiling_is_needed(gen):
   image = maps_batch(1)[0]
-  np.testing.assert_array_equal(p2p.translate(gen, image), p2p.sample(gen, image[None])[0])
+  np.testing.assert_array_equal(p2p.translate_image(gen, image), p2p.sample(gen, image[None])[0])
 
 
 @pytest.mark.parametrize("shape", [(20, 20), (32, 75), (90, 33), (1, 1)])
 def test_translate_any_size(gen, shape):
   image = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
-  out = p2p.translate(gen, image)
+  out = p2p.translate_image(gen, image)
   assert out.shape == shape + (3,) and out.dtype == np.uint8
 
 
@@ -126,7 +116,7 @@ def test_constant_model_gives_a_constant_image(gen):
   variables["params"]["up_1"]["conv"]["bias"] = np.array([0.5, -0.2, 0.1], np.float32)
   constant = Generator(gen.module, variables, gen.image_size)
   image = np.random.default_rng(1).integers(0, 256, (100, 70, 3), dtype=np.uint8)
-  out = p2p.translate(constant, image)
+  out = p2p.translate_image(constant, image)
   want = np.rint((np.tanh([0.5, -0.2, 0.1]) + 1) * 127.5).astype(np.uint8)
   assert (out == want).all()
 
@@ -144,15 +134,15 @@ def test_seams_blend_away():
   gen = Generator(TileMean(), {"params": {"gain": jnp.ones(())}, "batch_stats": {}}, 32)
   ramp = np.linspace(0, 255, 150)
   image = np.repeat(((ramp[None, :] + ramp[:, None]) / 2)[..., None], 3, -1).astype(np.uint8)
-  hard = seam_and_centre_jumps(p2p.translate(gen, image, overlap=0), 32, 0)
+  hard = seam_and_centre_jumps(p2p.translate_image(gen, image, overlap=0), 32, 0)
   assert hard[0] > 5 * hard[1]  # without blending the seams are plain to see
-  seam, centre = seam_and_centre_jumps(p2p.translate(gen, image), 32, 16)
+  seam, centre = seam_and_centre_jumps(p2p.translate_image(gen, image), 32, 16)
   assert seam <= centre
 
 
 def test_large_map_in_bounded_memory(gen):
   image = np.random.default_rng(2).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
-  assert p2p.translate(gen, image).shape == (1200, 1200, 3)
+  assert p2p.translate_image(gen, image).shape == (1200, 1200, 3)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
