@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from p2p import parallel
 from p2p.checkpoint import Checkpointer
 from p2p.config import TrainConfig, train_config
 from p2p.data.transforms import tile_starts
@@ -60,7 +61,9 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
     step = max(steps) if step is None else step
     config = config_of(ckpt.read_config(step))
     nets = build_networks(config, steps_per_epoch=1)
-    state, _, _ = ckpt.restore(abstract_state(nets, config.data.image_size), step)
+    one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
+    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size), one_device)
+    state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
   finally:
     ckpt.close()
   variables = {"params": state.g.params, "batch_stats": state.g.batch_stats}

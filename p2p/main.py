@@ -16,6 +16,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, samples. "
                                "An existing one is resumed.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar on a terminal.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "Multi-host: process 0's HOST:PORT "
+                                   "(SLURM and Open MPI are detected without it).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "Multi-host: this process's id.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -24,6 +28,14 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_library_logs()
+  from p2p import distributed
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  import jax
+  if jax.process_index() > 0:
+    logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
   from p2p.config import ConfigError, train_config
   from p2p.data.errors import DataError
   from p2p.train import NonFiniteLoss, train_and_evaluate
@@ -34,6 +46,8 @@ def main(argv: list[str]) -> None:
   except (ConfigError, DataError, NonFiniteLoss) as e:
     logging.error("%s", e)
     sys.exit(f"error: {e}")
+  if jax.process_index() > 0:
+    return
   done = {"finished": "Training finished", "max_steps": "Stopped at max_steps",
           "preempted": "Preempted; run the same command again to resume"}[result.reason]
   print(f"{done} at step {result.step}. Checkpoint: step {result.last_checkpoint} in "

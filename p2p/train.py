@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from p2p import parallel
+from p2p import distributed, parallel
 from p2p.checkpoint import Checkpointer
 from p2p.config import TrainConfig
 from p2p.data.errors import DataError
@@ -159,8 +159,7 @@ def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpoi
     return create_train_state(nets, config, mesh)
   abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
                                     parallel.replicated(mesh))
-  state, data_state, saved_config = ckpt.restore(abstract)
-  data_iter.set_state(data_state)
+  state, saved_config = ckpt.restore(abstract, data_iter=data_iter)
   _warn_config_changes(saved_config, config_dict)
   logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
   return state
@@ -196,9 +195,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
     try:
       step, reason = _loop(config, schedule, state, data_iter, compile_step(nets, config, mesh),
                            validate, writer, mesh,
-                           lambda step, state: ckpt.save(step, state, data_iter.get_state(),
-                                                         config_dict),
+                           lambda step, state: ckpt.save(step, state, data_iter, config_dict),
                            on_step, progress)
+      distributed.barrier("p2p_train_end")
       return RunResult(step, reason, workdir, ckpt.latest_step(), validate.history)
     except NonFiniteLoss as e:
       last = ckpt.latest_step()
@@ -240,7 +239,8 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
         if on_step is not None:
           on_step(step)
         epoch_done = step % spe == 0
-        if epoch_done or guard.requested or step == schedule.total_steps:
+        stop = _stop_requested(guard.requested, step, epoch_done, schedule.total_steps)
+        if epoch_done or stop or step == schedule.total_steps:
           logger.consume(*pending)  # checked before anything is saved
           pending = None
           bar.update(task, completed=step, speed=logger.images_per_s, losses=logger.summary())
@@ -249,7 +249,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
           validate(state, step, step / spe)
           if (step // spe) % config.checkpoint_every_epochs == 0:
             save(step, state)
-        if guard.requested:
+        if stop:
           break
       else:
         reason = schedule.reason(step)
@@ -260,9 +260,26 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
     except NonFiniteLoss:
       raise
     except Exception:
-      _save_after_crash(step, state, pending, logger, save)
+      if jax.process_count() == 1:  # a save needs every process; others may be gone
+        _save_after_crash(step, state, pending, logger, save)
       raise
   return step, reason
+
+
+PREEMPTION_SYNC_STEPS = 10  # multi-process: how often all processes agree on stopping
+
+
+def _stop_requested(requested: bool, step: int, epoch_done: bool, total_steps: int) -> bool:
+  """Whether to stop now; with several processes, all of them decide together (a collective).
+
+  A signal may reach only some hosts, so processes compare flags every PREEMPTION_SYNC_STEPS
+  steps and at epoch ends, and stop at the same step.
+  """
+  if jax.process_count() == 1:
+    return requested
+  if step % PREEMPTION_SYNC_STEPS and not epoch_done and step != total_steps:
+    return False
+  return distributed.any_process(requested)
 
 
 def _save_after_crash(step: int, state: TrainState, pending: tuple | None, logger: MetricsLogger,

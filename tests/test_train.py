@@ -49,10 +49,12 @@ def final_params(config, workdir: Path):
   nets = build_networks(config, steps_per_epoch=3)
   ckpt = Checkpointer(workdir)
   try:
-    state, data_state, _ = ckpt.restore(abstract_state(nets, config.data.image_size))
+    state, _ = ckpt.restore(abstract_state(nets, config.data.image_size))
+    step = ckpt.latest_step()
   finally:
     ckpt.close()
-  return jax.tree.map(np.asarray, state), data_state
+  data_file = workdir / "checkpoints" / str(step) / "data" / "process_0-of-1.json"
+  return jax.tree.map(np.asarray, state), json.loads(data_file.read_text())
 
 
 def assert_trees_equal(a, b):

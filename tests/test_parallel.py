@@ -1,0 +1,140 @@
+"""Data parallelism: 4 fake CPU devices vs 1, device-count changes on resume, 2 processes, bf16."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import p2p
+
+from configs import base
+from p2p.checkpoint import Checkpointer
+from p2p.config import train_config
+from p2p.data import synthetic
+from p2p.train import train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+def python(code: str, env: dict | None = None) -> str:
+  """Runs code in a fresh interpreter (XLA_FLAGS must be set before jax starts); its stdout."""
+  result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory) -> Path:
+  """Synthetic maps with 64 px halves: 8 train, 2 val pairs."""
+  return synthetic.write_dataset(tmp_path_factory.mktemp("data") / "maps", train=8, val=2,
+                                 seed=2, size=64)
+
+
+def test_one_step_on_four_devices_equals_one_device():
+  out = python("""
+      import json, jax, numpy as np
+      from configs import base
+      from p2p import parallel
+      from p2p.config import train_config
+      from p2p.state import build_networks, create_train_state
+      from p2p.step import compile_step
+      c = base.tiny(base.get_config()); c.batch_size = 4
+      config = train_config(c)
+      nets = build_networks(config, steps_per_epoch=10)
+      rng = np.random.default_rng(0)
+      x = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+      batch = {"input": x, "target": np.tanh(2 * x[..., ::-1])}
+      results = {}
+      for n in (1, 4):
+        mesh = parallel.make_mesh(jax.devices()[:n])
+        step = compile_step(nets, config, mesh)
+        state = create_train_state(nets, config, mesh)
+        state, metrics = step(state, parallel.global_batch(batch, mesh))
+        sharding = jax.tree.leaves(state)[0].sharding
+        for _ in range(2):
+          state, metrics = step(state, parallel.global_batch(batch, mesh))
+        results[n] = (jax.tree.map(np.asarray, state), {k: float(v) for k, v in metrics.items()},
+                      step._cache_size(), len(sharding.device_set))
+      one, four = results[1], results[4]
+      diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12))
+                 for a, b in zip(jax.tree.leaves(one[0]), jax.tree.leaves(four[0])))
+      print(json.dumps({"devices": jax.device_count(), "max_rel_diff": diff,
+                        "metrics": [one[1], four[1]], "cache": [one[2], four[2]],
+                        "state_devices": [one[3], four[3]]}))
+      """, FOUR_DEVICES)
+  got = json.loads(out.strip().splitlines()[-1])
+  assert got["devices"] == 4 and got["state_devices"] == [1, 4]  # replicated on all four
+  assert got["cache"] == [1, 1]  # three steps, one compilation each
+  assert got["max_rel_diff"] < 1e-4  # BatchNorm and losses cover the global batch
+  for k, v in got["metrics"][0].items():
+    assert got["metrics"][1][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+
+
+def train_cli(workdir: Path, maps: Path, max_steps: int, env: dict | None = None) -> None:
+  result = subprocess.run(
+      [sys.executable, "-m", "p2p.main", "--config=configs/rf70_resize.py:tiny",
+       f"--workdir={workdir}", f"--config.data.data_dir={maps}", "--config.batch_size=4",
+       "--config.num_epochs=10", f"--config.max_steps={max_steps}", "--noprogress"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+def restored_params(workdir: Path) -> list[np.ndarray]:
+  """The generator's parameters in the newest checkpoint, through the public p2p.load."""
+  return [np.asarray(x) for x in jax.tree.leaves(p2p.load(workdir).variables)]
+
+
+@pytest.mark.parametrize("first, then", [(FOUR_DEVICES, {}), ({}, FOUR_DEVICES)],
+                         ids=["4to1", "1to4"])
+def test_checkpoint_restores_on_another_device_count(maps, tmp_path, first, then):
+  train_cli(tmp_path / "run", maps, 2, first)
+  train_cli(tmp_path / "run", maps, 4, then)
+  assert Checkpointer(tmp_path / "run").all_steps() == [2, 4]
+  train_cli(tmp_path / "straight", maps, 4)  # one device, no interruption
+  for a, b in zip(restored_params(tmp_path / "run"), restored_params(tmp_path / "straight")):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_two_processes_train_checkpoint_and_resume(maps, tmp_path):
+  workdir = tmp_path / "mp"
+
+  def launch(*flags: str) -> None:
+    result = subprocess.run(
+        ["bash", "launch/multiprocess_cpu.sh", "2", "configs/rf70_resize.py:tiny", str(workdir),
+         f"--config.data.data_dir={maps}", "--config.batch_size=2", "--noprogress", *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+  launch("--config.num_epochs=1")  # 4 pairs per process at local batch 1: 4 steps
+  files = sorted(p.name for p in (workdir / "checkpoints" / "4" / "data").glob("*.json"))
+  assert files == ["process_0-of-2.json", "process_1-of-2.json"]
+  launch("--config.num_epochs=2")
+  assert Checkpointer(workdir).all_steps() == [4, 8]
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if "l1_loss" in r] == [2, 4, 6, 8]  # process 0 writes alone
+
+
+def test_bfloat16_losses_track_float32(maps, tmp_path):
+  curves = {}
+  for dtype in ("float32", "bfloat16"):
+    c = base.tiny(base.get_config())
+    c.data.data_dir, c.data.preprocess, c.compute_dtype = str(maps), "resize", dtype
+    c.batch_size, c.num_epochs, c.max_steps, c.log_every_steps = 2, 20, 0, 4
+    c.eval_examples = c.num_sample_images = 1
+    train_and_evaluate(train_config(c), tmp_path / dtype, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / dtype / "metrics.jsonl").open()]
+    curves[dtype] = np.array([r["l1_loss"] for r in rows if "l1_loss" in r])
+  f32, bf16 = curves["float32"], curves["bfloat16"]
+  assert len(f32) == len(bf16) == 20  # 80 steps, logged every 4
+  assert f32[-5:].mean() < 0.8 * f32[:2].mean()  # the run learns...
+  assert np.abs(bf16 - f32).max() < 0.1 * f32.max()  # ...and bf16 follows the same curve
+  assert abs(bf16[-5:].mean() - f32[-5:].mean()) < 0.1 * f32[-5:].mean()
