@@ -111,8 +111,10 @@ def write_gallery(out: Path, results: dict[str, Any], summary: dict[str, Any],
   return path
 
 
-def _fmt(value: float) -> str:
-  return f"{value:.4g}" if math.isfinite(value) else str(value)
+def _fmt(value: float, digits: int | None = None) -> str:
+  if not math.isfinite(value):
+    return str(value)
+  return f"{value:.{digits}f}" if digits is not None else f"{value:.4g}"
 
 
 def _summary_html(protocol: dict[str, Any]) -> str:
@@ -130,15 +132,16 @@ def _metric_names(protocol: dict[str, Any]) -> list[str]:
                                                            if k in first]
 
 
-def _cell(src: dict[str, Any], metric: str) -> str:
+def _cell(src: dict[str, Any], metric: str, with_std: bool = True) -> str:
+  """One summary value as text: FID alone, else the mean (± std)."""
   value = src.get(metric)
   if value is None:
     return ""
   if metric == "fid":
     return f"{value:.1f}"
-  if metric == "kid":
-    return f"{value['mean']:.4f} ± {value['std']:.4f}"
-  return f"{_fmt(value['mean'])} ± {_fmt(value['std'])}"
+  digits = 2 if metric in ("seed/psnr", "psnr_8bit", "l1_8bit", "hp_l1") else 4
+  text = _fmt(value["mean"], digits)
+  return f"{text} ± {_fmt(value['std'], digits)}" if with_std else text
 
 
 SHORT_NAMES = {"seed/l1": "L1", "seed/psnr": "PSNR", "seed/ssim": "SSIM", "seed/hp_l1": "HP-L1",
@@ -160,19 +163,8 @@ def print_tables(summary: dict[str, Any]) -> None:
     for metric in metrics:
       table.add_column(SHORT_NAMES.get(metric, metric), justify="right")
     for name, src in result["sources"].items():
-      table.add_row(name, *(_mean(src, m) for m in metrics))
+      table.add_row(name, *(_cell(src, m, with_std=False) for m in metrics))
     console.print(table)
-
-
-def _mean(src: dict[str, Any], metric: str) -> str:
-  value = src.get(metric)
-  if value is None:
-    return ""
-  if metric == "fid":
-    return f"{value:.1f}"
-  mean = value["mean"]
-  digits = 2 if metric in ("seed/psnr", "psnr_8bit", "l1_8bit", "hp_l1") else 4
-  return f"{mean:.{digits}f}" if math.isfinite(mean) else str(mean)
 
 
 def write_all(out: Path, results: dict[str, Any], meta: dict[str, Any], *,
