@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p.evaluate import Pairs, baseline, load_pairs, make_examples, training_means
+from p2p.evaluation import Pairs, baseline, load_pairs, make_examples, training_means
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"model", "mean_color", "mean_photo", "input"}
