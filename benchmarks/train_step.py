@@ -1,0 +1,118 @@
+"""Speed of one pix2pix training step (G forward, D update, G update); prints one JSON line.
+
+  python benchmarks/train_step.py --size=256 --batch=1 --rf=70 --json
+  python benchmarks/train_step.py --size=256 --batch=4 --rf=286 --json
+
+img_per_s is the median over --steps timed steps after warm-up; flops_per_step comes from
+XLA's cost analysis of the compiled step; the float32 matmul peak is measured in the same run
+(numpy/BLAS on every core), so fraction_of_peak compares like with like on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+
+import jax
+import numpy as np
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """Best float32 GEMM rate of numpy's BLAS on this machine, GFLOP/s."""
+  a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+  b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+  a @ b
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+def make_config(args: argparse.Namespace):
+  """The base config at the benchmark's size, batch, receptive field and model width."""
+  from configs import base
+  from p2p.config import train_config
+  c = base.get_config()
+  c.data.image_size, c.data.load_size, c.data.patch_size = args.size, args.size, args.size
+  c.batch_size, c.model.receptive_field = args.batch, args.rf
+  c.model.ngf = c.model.ndf = args.ngf
+  c.model.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
+  return train_config(c)
+
+
+def measure(args: argparse.Namespace) -> dict:
+  """Compiles the step, times it, and reads XLA's FLOP count."""
+  from p2p import parallel
+  from p2p.state import build_networks, create_train_state
+  from p2p.step import compile_step
+  config = make_config(args)
+  mesh = parallel.make_mesh()
+  nets = build_networks(config, steps_per_epoch=1000)
+  state = create_train_state(nets, config, mesh)
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(np.float32)
+  batch = parallel.global_batch({"input": x, "target": np.tanh(2 * x)}, mesh)
+  step = compile_step(nets, config, mesh)
+  start = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", float("nan")))
+  for _ in range(args.warmup):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(args.steps):
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  peak = matmul_peak_gflops()
+  achieved = flops / median / 1e9
+  return {
+      "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
+      "ngf": args.ngf, "dtype": args.dtype, "conv_transpose": args.conv_transpose,
+      "img_per_s": round(args.batch / median, 3), "step_s_median": round(median, 4),
+      "step_s_min": round(min(times), 4), "steps_timed": len(times),
+      "compile_s": round(compile_s, 2),
+      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "flops_per_step": flops, "achieved_gflops": round(achieved, 1),
+      "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3),
+      "backend": jax.default_backend(), "devices": jax.device_count(),
+      "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--size", type=int, default=256)
+  parser.add_argument("--batch", type=int, default=1)
+  parser.add_argument("--rf", type=int, default=70, choices=(1, 16, 70, 286))
+  parser.add_argument("--ngf", type=int, default=64)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--conv_transpose", default="phase", choices=("phase", "flax"))
+  parser.add_argument("--warmup", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--json", action="store_true", help="print only the JSON line")
+  args = parser.parse_args()
+  from p2p import cli
+  cli.import_configs_from_anywhere()
+  result = measure(args)
+  if not args.json:
+    for key, value in result.items():
+      print(f"{key:>20}: {value}")
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()
