@@ -83,3 +83,22 @@ def config_value(holder: flags.FlagHolder) -> Any:
     lines = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
     path = flags.FLAGS[holder.name].serialize().split("=", 1)[-1]
     sys.exit(f"error: --config={path} could not be loaded: {lines[-1] if lines else e!r}")
+
+
+def default_cache_dir() -> str:
+  """~/.cache/p2p/jax (XDG_CACHE_HOME respected)."""
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "p2p", "jax")
+
+
+def use_compilation_cache(path: str) -> None:
+  """Persistent XLA compilation cache: a repeated or resumed run skips most compiling.
+
+  An explicit JAX_COMPILATION_CACHE_DIR in the environment wins; an empty path turns it off.
+  """
+  import jax
+  path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or path
+  if not path:
+    return
+  jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -130,3 +130,15 @@ def test_sigterm_at_random_moments_leaves_a_resumable_run(maps128, tmp_path):
   assert Checkpointer(workdir).latest_step() == 32  # 4 pairs x 8 epochs at batch 1
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows if "l1_loss" in r] == list(range(1, 33))
+
+
+def test_runs_share_a_persistent_compilation_cache(maps128, tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  cache = tmp_path / "cache"
+  result = subprocess.run(
+      [sys.executable, "-m", "p2p.main", "--config=configs/demo.py:tiny", f"--workdir={tmp_path}",
+       f"--config.data.data_dir={maps128}", "--config.max_steps=1",
+       f"--compilation_cache_dir={cache}", "--noprogress"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert any(cache.iterdir())  # the step, init and predict executables for the next start
