@@ -48,7 +48,6 @@ def main(argv: list[str]) -> None:
   import p2p
   from p2p import report
   from p2p.data.errors import DataError
-  from p2p.inference import config_of
   bad = [p for p in _PROTOCOL.value if p not in PROTOCOLS]
   baselines = [] if _BASELINE.value == ["none"] else _BASELINE.value
   bad += [b for b in baselines if b not in BASELINES]
@@ -58,11 +57,7 @@ def main(argv: list[str]) -> None:
   from p2p.fid import FidWeightsMissing
   try:
     gen = p2p.load(_WORKDIR.value, _STEP.value)
-    from p2p.checkpoint import Checkpointer
-    ckpt = Checkpointer(_WORKDIR.value)
-    config = config_of(ckpt.read_config(gen.step))
-    ckpt.close()
-    data_dir = _DATA_DIR.value or config.data.data_dir
+    data_dir = _DATA_DIR.value or gen.data_dir
     pairs = load_pairs(data_dir, _SPLIT.value, gen.direction, _LIMIT.value)
     means = (training_means(data_dir, gen.direction, pairs.targets.shape[1], _TRAIN_LIMIT.value)
              if {"mean_color", "mean_photo"} & set(baselines) else None)

@@ -28,8 +28,9 @@ import numpy as np
 
 from p2p import parallel
 from p2p.checkpoint import Checkpointer
-from p2p.config import TrainConfig, train_config
+from p2p.config import train_config
 from p2p.data.transforms import tile_starts
+from p2p.images import to_uint8
 from p2p.models import UNetGenerator
 from p2p.state import abstract_state, build_networks
 
@@ -45,6 +46,7 @@ class Generator:
   image_size: int
   direction: str = "map_to_satellite"
   step: int = 0
+  data_dir: str = ""  # the dataset the run trained on (evaluation's default)
 
 
 def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
@@ -59,7 +61,7 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
       raise FileNotFoundError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
                               f"{sorted(steps)}.")
     step = max(steps) if step is None else step
-    config = config_of(ckpt.read_config(step))
+    config = train_config(ckpt.read_config(step))
     nets = build_networks(config, steps_per_epoch=1)
     one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
     abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size), one_device)
@@ -68,12 +70,7 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
     ckpt.close()
   variables = {"params": state.g.params, "batch_stats": state.g.batch_stats}
   return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
-                   int(state.step))
-
-
-def config_of(saved: dict) -> TrainConfig:
-  """The TrainConfig a checkpoint was written with."""
-  return train_config(saved)
+                   int(state.step), config.data.data_dir)
 
 
 def _as_float(batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
@@ -85,10 +82,6 @@ def _as_float(batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
   if batch.dtype == jnp.uint8:
     return batch.astype(jnp.float32) / 127.5 - 1.0, True
   return batch.astype(jnp.float32), False
-
-
-def _to_uint8(x: jax.Array) -> np.ndarray:
-  return np.asarray(jnp.clip(jnp.rint((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8))
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,7 +116,7 @@ def sample(gen: Generator, batch: np.ndarray | jax.Array, *, rng: jax.Array | No
   rng = jax.random.PRNGKey(0) if rng is None else rng
   outs = [predict(gen.variables, x[i:i + chunk], rng, i) for i in range(0, len(x), chunk)]
   out = jnp.concatenate(outs) if outs else jnp.zeros_like(x)
-  return _to_uint8(out) if was_uint8 else np.asarray(out, np.float32)
+  return to_uint8(np.asarray(out)) if was_uint8 else np.asarray(out, np.float32)
 
 
 def blend_window(size: int, overlap: int) -> np.ndarray:

@@ -77,29 +77,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   return new_state, {**g_metrics, **d_metrics}
 
 
-def generate(nets: Networks, g: NetState, x: jax.Array, rng: jax.Array, *,
-             batch_norm_stats: bool = True, dropout: bool = True) -> jax.Array:
-  """G(x) for evaluation: the paper's test-time setting uses batch statistics and dropout."""
-  fake, _ = nets.generator.apply(
-      {"params": g.params, "batch_stats": g.batch_stats}, x, train=batch_norm_stats,
-      dropout=dropout, rngs={"dropout": rng}, mutable=["batch_stats"])
-  return fake
-
-
 def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh) -> Callable:
   """The jitted step: state replicated and donated, batch split over the data axis."""
   repl, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   step = functools.partial(train_step, nets=nets, optim=config.optim)
   return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
-
-
-def make_predict(nets: Networks) -> Callable:
-  """Jitted (g, x, rng) -> G(x), each example alone: its own batch statistics and dropout."""
-
-  @jax.jit
-  def predict(g: NetState, x_BxHxWxC: jax.Array, rng: jax.Array) -> jax.Array:
-    def one(x_HxWxC, i):
-      return generate(nets, g, x_HxWxC[None], jax.random.fold_in(rng, i))[0]
-    return jax.vmap(one)(x_BxHxWxC, jnp.arange(x_BxHxWxC.shape[0]))
-
-  return predict

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,9 +21,10 @@ from p2p.config import TrainConfig
 from p2p.data.errors import DataError
 from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
 from p2p.images import triplets
+from p2p.inference import Generator, sample
 from p2p.preemption import PreemptionGuard
 from p2p.state import TrainState, abstract_state, build_networks, create_train_state
-from p2p.step import compile_step, make_predict
+from p2p.step import compile_step
 from p2p.writers import Writer, create_writer
 
 
@@ -100,8 +102,8 @@ class MetricsLogger:
 class Validator:
   """val_l1 and a sample grid (input | generated | target) on the first val examples."""
 
-  def __init__(self, config: TrainConfig, predict: Callable, writer: Writer):
-    self.config, self.predict, self.writer = config, predict, writer
+  def __init__(self, config: TrainConfig, generator: nn.Module, writer: Writer):
+    self.config, self.generator, self.writer = config, generator, writer
     self.examples = _load_eval_examples(config)
     self.history: list[tuple[int, float]] = []
 
@@ -109,10 +111,9 @@ class Validator:
     if self.examples is None:
       return
     x, y = self.examples["input"], self.examples["target"]
-    rng = jax.random.PRNGKey(self.config.seed)
-    fake = np.concatenate([
-        np.asarray(self.predict(state.g, x[i:i + 8], jax.random.fold_in(rng, i)))
-        for i in range(0, len(x), 8)])
+    gen = Generator(self.generator, {"params": state.g.params,
+                                     "batch_stats": state.g.batch_stats}, x.shape[1])
+    fake = sample(gen, x, rng=jax.random.PRNGKey(self.config.seed))  # the paper's test mode
     l1 = float(np.abs(fake - y).mean())
     self.history.append((step, l1))
     self.writer.write_scalars(step, {"val_l1": l1})
@@ -191,7 +192,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
                        ckpt.latest_step(), [])
     writer = create_writer(workdir, config.wandb, config_dict, resume_step=int(state.step),
                            is_main_process=jax.process_index() == 0)
-    validate = Validator(config, make_predict(nets), writer)
+    validate = Validator(config, nets.generator, writer)
     try:
       step, reason = _loop(config, schedule, state, data_iter, compile_step(nets, config, mesh),
                            validate, writer, mesh,
