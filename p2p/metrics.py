@@ -254,17 +254,11 @@ def hp_l1(fake: np.ndarray, real: np.ndarray) -> np.ndarray:
 def compute_metrics(fake: np.ndarray, real: np.ndarray, *,
                     hp_group: int | None = None) -> dict[str, np.ndarray]:
   """All eight metrics per image, keyed by METRIC_NAMES; hp_group as seed_hp_l1's group."""
-  fake, real = _check_pair(fake, real, SSIM_FILTER_SIZE)
-  return {
-      "seed/l1": seed_l1(fake, real),
-      "seed/psnr": seed_psnr(fake, real),
-      "seed/ssim": seed_ssim(fake, real),
-      "seed/hp_l1": seed_hp_l1(fake, real, group=hp_group),
-      "l1_8bit": l1_8bit(fake, real),
-      "psnr_8bit": psnr_8bit(fake, real),
-      "ssim": ssim(fake, real),
-      "hp_l1": hp_l1(fake, real),
-  }
+  fake, real = _check_pair(fake, real, SSIM_FILTER_SIZE)  # once, for all eight
+  kernels = {"seed/l1": _seed_l1, "seed/psnr": _seed_psnr, "seed/ssim": _seed_ssim,
+             "l1_8bit": _l1_8bit, "psnr_8bit": _psnr_8bit, "ssim": _ssim_8bit, "hp_l1": _hp_l1}
+  return {name: (seed_hp_l1(fake, real, group=hp_group) if name == "seed/hp_l1"
+                 else _chunked(kernels[name], fake, real)) for name in METRIC_NAMES}
 
 
 def summarize(values: np.ndarray) -> dict[str, float]:
