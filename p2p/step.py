@@ -29,6 +29,9 @@ def _apply_d(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array
 
 
 def _update(tx: optax.GradientTransformation, net: NetState, grads: Any, stats: Any) -> NetState:
+  # Materialise the gradients once: otherwise XLA fuses each gradient's producer (e.g. four
+  # padded phase-kernel gradients summed) into each of Adam's fusions and recomputes it there.
+  grads = jax.lax.optimization_barrier(grads)
   updates, opt_state = tx.update(grads, net.opt_state, net.params)
   return NetState(optax.apply_updates(net.params, updates), stats, opt_state)
 

@@ -9,14 +9,15 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from flax.typing import Dtype, Initializer, PrecisionLike
-from jax import lax
+
+from p2p.models.kernels import (NARROW_FEATURES, lax_conv, matmul_conv_s2, matmul_conv_transpose,
+                                narrow_conv, phase_conv_transpose)
 
 NORMS = ("batch", "instance", "none")
 CONV_TRANSPOSE_IMPLS = ("phase", "flax")
-DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-# Output phase r of a 4x4 stride-2 'SAME' transposed conv reads x[t-1], x[t] (r=0) or x[t], x[t+1]
-# (r=1) through the kernel taps k[r::2]: pad one before (r=0) or one after (r=1).
-PHASE_PADDING = ((1, 0), (0, 1))
+# 4x4 stride-2 convs whose larger side (input or output) is at most this many px run as
+# patch extraction + one GEMM (kernels.matmul_*): faster on XLA:CPU, same params and outputs.
+MATMUL_MAX_SIZE = 16
 
 conv_init = nn.initializers.normal(0.02)
 
@@ -33,22 +34,6 @@ def use_bias(norm: str) -> bool:
   return norm != "batch"
 
 
-def phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
-                         precision: PrecisionLike = None) -> jax.Array:
-  """lax.conv_transpose(x, k, (2, 2), 'SAME') as four stride-1 2x2 convs, interleaved."""
-  b, h, w, _ = x_BxHxWxC.shape
-  features = kernel_4x4xCxF.shape[-1]
-  rows = []
-  for ry in (0, 1):
-    cols = [lax.conv_general_dilated(
-        x_BxHxWxC, kernel_4x4xCxF[ry::2, rx::2], window_strides=(1, 1),
-        padding=(PHASE_PADDING[ry], PHASE_PADDING[rx]), dimension_numbers=DIMENSION_NUMBERS,
-        precision=precision) for rx in (0, 1)]
-    rows.append(jnp.stack(cols, axis=3))  # B x H x W x 2(rx) x F
-  y_BxHx2xWx2xF = jnp.stack(rows, axis=2)
-  return y_BxHx2xWx2xF.reshape(b, 2 * h, 2 * w, features)
-
-
 class PhaseConvTranspose(nn.Module):
   """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') with the same params, fast on XLA:CPU."""
   features: int
@@ -58,6 +43,7 @@ class PhaseConvTranspose(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = None
+  matmul_max_size: int = MATMUL_MAX_SIZE
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -67,15 +53,54 @@ class PhaseConvTranspose(nn.Module):
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x_BxHxWxC, kernel, bias = promote_dtype(x_BxHxWxC, kernel, bias, dtype=self.dtype)
-    y = phase_conv_transpose(x_BxHxWxC, kernel, self.precision)
+    small = 2 * max(x_BxHxWxC.shape[1:3]) <= self.matmul_max_size
+    impl = matmul_conv_transpose if small else phase_conv_transpose
+    y = impl(x_BxHxWxC, kernel, self.precision)
+    return y if bias is None else y + bias
+
+
+class Conv(nn.Module):
+  """nn.Conv(features, (k, k), stride, padding (k - 1) // 2) with the same params, fast on CPU."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  use_bias: bool = True
+  kernel_init: Initializer = conv_init
+  bias_init: Initializer = nn.initializers.zeros
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  precision: PrecisionLike = None
+  matmul_max_size: int = MATMUL_MAX_SIZE
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+    """B x H x W x C -> B x H' x W' x features."""
+    k, stride = self.kernel_size, self.stride
+    kernel = self.param("kernel", self.kernel_init, (k, k, x_BxHxWxC.shape[-1], self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    x_BxHxWxC, kernel, bias = promote_dtype(x_BxHxWxC, kernel, bias, dtype=self.dtype)
+    pad = (k - 1) // 2
+    padding = ((pad, pad), (pad, pad))
+    height, width = x_BxHxWxC.shape[1:3]
+    if (k, stride, pad) == (4, 2, 1) and height % 2 == 0 and width % 2 == 0 and (
+        max(height, width) <= self.matmul_max_size):
+      y = matmul_conv_s2(x_BxHxWxC, kernel, self.precision)
+    elif stride == 1 and k > 1 and self.features <= NARROW_FEATURES:
+      y = narrow_conv(x_BxHxWxC, kernel, padding, self.precision)
+    else:
+      y = lax_conv(x_BxHxWxC, kernel, (stride, stride), padding, self.precision)
     return y if bias is None else y + bias
 
 
 def conv_transpose(features: int, use_bias: bool, impl: str = "phase",
-                   dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Module:
+                   dtype: Dtype = jnp.float32, name: str | None = None,
+                   matmul_max_size: int = MATMUL_MAX_SIZE) -> nn.Module:
   """A 4x4 stride-2 'SAME' transposed conv; both impls share one parameter tree."""
   if impl == "phase":
-    return PhaseConvTranspose(features, use_bias=use_bias, dtype=dtype, name=name)
+    return PhaseConvTranspose(features, use_bias=use_bias, dtype=dtype, name=name,
+                              matmul_max_size=matmul_max_size)
   if impl == "flax":
     return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias,
                             kernel_init=conv_init, bias_init=nn.initializers.zeros, dtype=dtype,
@@ -84,12 +109,11 @@ def conv_transpose(features: int, use_bias: bool, impl: str = "phase",
 
 
 def conv(features: int, kernel_size: int, stride: int, use_bias: bool,
-         dtype: Dtype = jnp.float32, name: str | None = None) -> nn.Conv:
+         dtype: Dtype = jnp.float32, name: str | None = None,
+         matmul_max_size: int = MATMUL_MAX_SIZE) -> Conv:
   """A square conv with pix2pix's padding (k - 1) // 2: 1 for 4x4, 0 for 1x1."""
-  pad = (kernel_size - 1) // 2
-  return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=conv_init,
-                 bias_init=nn.initializers.zeros, dtype=dtype, name=name)
+  return Conv(features, kernel_size, stride, use_bias=use_bias, dtype=dtype, name=name,
+              matmul_max_size=matmul_max_size)
 
 
 def check_norm(norm: str) -> None:

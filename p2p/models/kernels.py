@@ -1,0 +1,142 @@
+"""Conv kernels that are fast on XLA:CPU; each computes exactly what a stock lax conv computes.
+
+XLA:CPU has three slow spots in the pix2pix networks, all measured in benchmarks/:
+- the kernel gradient of a transposed conv (lhs dilation): `phase_conv_transpose` runs the
+  4x4 stride-2 transposed conv as four stride-1 2x2 convs over the kernel's phase slices;
+- small-spatial convs (the U-Net's inner levels, <= 16 px), where one conv call costs more than
+  its FLOPs: `matmul_conv_s2` / `matmul_conv_transpose` run them as patch extraction + one GEMM;
+- the kernel gradient of a conv with very few output features (the U-Net's RGB output layer,
+  the PatchGAN's logit layer): `narrow_conv` computes it as one small GEMM per kernel tap.
+Kernels are HWIO and activations NHWC throughout, as in flax.linen.Conv.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax.typing import PrecisionLike
+from jax import lax
+
+DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+# Output phase r of a 4x4 stride-2 'SAME' transposed conv reads x[t-1], x[t] (r=0) or x[t], x[t+1]
+# (r=1) through the kernel taps k[r::2]: pad one before (r=0) or one after (r=1).
+PHASE_PADDING = ((1, 0), (0, 1))
+# A conv with at most this many output features gets its kernel gradient from per-tap GEMMs.
+NARROW_FEATURES = 4
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def lax_conv(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, strides: tuple[int, int],
+             padding: Padding, precision: PrecisionLike = None) -> jax.Array:
+  """The stock conv: lax.conv_general_dilated in NHWC/HWIO."""
+  return lax.conv_general_dilated(x_BxHxWxC, kernel_KxKxCxF, strides, padding,
+                                  dimension_numbers=DIMENSION_NUMBERS, precision=precision)
+
+
+def _matmul(patches: jax.Array, kernel_KxF: jax.Array, precision: PrecisionLike) -> jax.Array:
+  """patches ... x K times kernel K x F -> ... x F."""
+  return lax.dot_general(patches, kernel_KxF, (((patches.ndim - 1,), (0,)), ((), ())),
+                         precision=precision)
+
+
+def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
+                   precision: PrecisionLike = None) -> jax.Array:
+  """A 4x4 stride-2 conv with padding 1 (pix2pix's down conv) as space-to-depth + one GEMM.
+
+  With x padded by one and folded 2x2 into channels (X[m] = x_pad[2m:2m+2]), output i reads
+  X[i] and X[i+1]: a 2x2 stride-1 conv over 4C channels, done as 2x2 patches times a
+  (16C x F) reshaping of the same kernel. H and W must be even.
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  features = kernel_4x4xCxF.shape[-1]
+  if (h, w) == (2, 2):  # one output pixel: only the central 2x2 taps see the input
+    kernel = kernel_4x4xCxF[1:3, 1:3].reshape(4 * c, features)
+    return _matmul(x_BxHxWxC.reshape(b, 1, 1, 4 * c), kernel, precision)
+  x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  x_s2d = (x_pad.reshape(b, h // 2 + 1, 2, w // 2 + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
+           .reshape(b, h // 2 + 1, w // 2 + 1, 4 * c))  # channels (p, q, c): row 2m+p, col 2n+q
+  patches = jnp.concatenate([x_s2d[:, a:a + h // 2, bb:bb + w // 2]
+                             for a in (0, 1) for bb in (0, 1)], axis=-1)
+  # kernel row ky = 2a + p, col kx = 2bb + q  ->  rows ordered (a, bb, p, q, c) like patches
+  kernel = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 1, 3, 4, 5)
+            .reshape(16 * c, features))
+  return _matmul(patches, kernel, precision)
+
+
+def phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
+                         precision: PrecisionLike = None) -> jax.Array:
+  """lax.conv_transpose(x, k, (2, 2), 'SAME') as four stride-1 2x2 convs, interleaved."""
+  b, h, w, _ = x_BxHxWxC.shape
+  features = kernel_4x4xCxF.shape[-1]
+  conv = narrow_conv if features <= NARROW_FEATURES else _stride1_conv
+  rows = []
+  for ry in (0, 1):
+    cols = [conv(x_BxHxWxC, kernel_4x4xCxF[ry::2, rx::2], (PHASE_PADDING[ry], PHASE_PADDING[rx]),
+                 precision) for rx in (0, 1)]
+    rows.append(jnp.stack(cols, axis=3))  # B x H x W x 2(rx) x F
+  y_BxHx2xWx2xF = jnp.stack(rows, axis=2)
+  return y_BxHx2xWx2xF.reshape(b, 2 * h, 2 * w, features)
+
+
+def matmul_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
+                          precision: PrecisionLike = None) -> jax.Array:
+  """phase_conv_transpose as one batched GEMM over the four phases (for small inputs).
+
+  With x padded by one on each side, phase (ry, rx) tap (a, bb) reads offset (ry+a, rx+bb)
+  through kernel[ry + 2a, rx + 2bb]. The phases' kernels are one transpose of the kernel, so
+  its gradient is one transpose too (not four padded slices summed).
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  features = kernel_4x4xCxF.shape[-1]
+  if (h, w) == (1, 1):  # output (ry, rx) sees the input only through kernel[2 - ry, 2 - rx]
+    kernel_Cx2x2xF = kernel_4x4xCxF[2:0:-1, 2:0:-1].transpose(2, 0, 1, 3)
+    return _matmul(x_BxHxWxC, kernel_Cx2x2xF, precision).reshape(b, 2, 2, features)
+  x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  patches_4xBxHxWx4C = jnp.stack([
+      jnp.concatenate([x_pad[:, ry + a:ry + a + h, rx + bb:rx + bb + w]
+                       for a in (0, 1) for bb in (0, 1)], axis=-1)
+      for ry in (0, 1) for rx in (0, 1)])
+  # kernel row ky = 2a + ry, col kx = 2bb + rx  ->  (ry, rx) x (a, bb, c) x F
+  kernel_4x4CxF = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(1, 3, 0, 2, 4, 5)
+                   .reshape(4, 4 * c, features))
+  y_4xBxHxWxF = lax.dot_general(patches_4xBxHxWx4C, kernel_4x4CxF,
+                                (((4,), (1,)), ((0,), (0,))), precision=precision)
+  y = y_4xBxHxWxF.reshape(2, 2, b, h, w, features).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(b, 2 * h, 2 * w, features)
+
+
+def _stride1_conv(x: jax.Array, kernel: jax.Array, padding: Padding,
+                  precision: PrecisionLike = None) -> jax.Array:
+  return lax_conv(x, kernel, (1, 1), padding, precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def narrow_conv(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, padding: Padding,
+                precision: PrecisionLike = None) -> jax.Array:
+  """A stride-1 conv whose kernel gradient is one (F x C) GEMM per tap (for F of a few)."""
+  return _stride1_conv(x_BxHxWxC, kernel_KxKxCxF, padding, precision)
+
+
+def _narrow_conv_fwd(x, kernel, padding, precision):
+  return _stride1_conv(x, kernel, padding, precision), (x, kernel)
+
+
+def _narrow_conv_bwd(padding, precision, residuals, grad_BxHxWxF):
+  x, kernel = residuals
+  _, input_vjp = jax.vjp(lambda x: _stride1_conv(x, kernel, padding, precision), x)
+  (grad_x,) = input_vjp(grad_BxHxWxF)
+  kh, kw, c, features = kernel.shape
+  h, w = grad_BxHxWxF.shape[1:3]
+  x_pad = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  # g^T x (F x C) is the fast orientation on XLA:CPU; x^T g (C x F) is ~4x slower.
+  taps = [jnp.einsum("bhwf,bhwc->fc", grad_BxHxWxF, x_pad[:, i:i + h, j:j + w],
+                     precision=precision, preferred_element_type=jnp.float32)
+          for i in range(kh) for j in range(kw)]
+  grad_kernel = jnp.stack(taps).reshape(kh, kw, features, c).transpose(0, 1, 3, 2)
+  return grad_x, grad_kernel.astype(kernel.dtype)
+
+
+narrow_conv.defvjp(_narrow_conv_fwd, _narrow_conv_bwd)

@@ -1,0 +1,93 @@
+"""The CPU-fast conv kernels equal the stock lax/flax convs in outputs and in both gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from p2p.models import kernels
+from p2p.models.layers import Conv, PhaseConvTranspose
+
+RTOL = 2e-5
+
+
+def _random(shape, seed):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def _assert_same_vjp(fast, stock, x, kernel):
+  """Same outputs and same gradients for inputs and kernel under a random cotangent."""
+  y_stock, vjp_stock = jax.vjp(stock, x, kernel)
+  y_fast, vjp_fast = jax.vjp(fast, x, kernel)
+  assert y_fast.shape == y_stock.shape
+  g = _random(y_stock.shape, 99)
+  for got, want in zip((y_fast, *vjp_fast(g)), (y_stock, *vjp_stock(g))):
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * float(jnp.abs(want).max()))
+
+
+def _down(x, k):
+  return kernels.lax_conv(x, k, (2, 2), ((1, 1), (1, 1)))
+
+
+def _up(x, k):
+  return lax.conv_transpose(x, k, (2, 2), "SAME", dimension_numbers=kernels.DIMENSION_NUMBERS)
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (4, 4), (8, 6), (16, 16)])
+def test_matmul_conv_s2_equals_strided_conv(hw):
+  x, k = _random((2, *hw, 5), 0), _random((4, 4, 5, 7), 1)
+  _assert_same_vjp(kernels.matmul_conv_s2, _down, x, k)
+
+
+@pytest.mark.parametrize("impl", [kernels.phase_conv_transpose, kernels.matmul_conv_transpose])
+@pytest.mark.parametrize("hw,features", [((1, 1), 6), ((2, 2), 3), ((3, 5), 6), ((8, 8), 1)])
+def test_transposed_convs_equal_lax_conv_transpose(impl, hw, features):
+  x, k = _random((2, *hw, 4), 2), _random((4, 4, 4, features), 3)
+  _assert_same_vjp(impl, _up, x, k)
+
+
+@pytest.mark.parametrize("kernel_size,padding", [(4, ((1, 1), (1, 1))), (2, ((1, 0), (0, 1))),
+                                                 (3, ((0, 0), (2, 1)))])
+def test_narrow_conv_equals_stride1_conv(kernel_size, padding):
+  x, k = _random((2, 9, 7, 6), 4), _random((kernel_size, kernel_size, 6, 2), 5)
+  stock = lambda x, k: kernels.lax_conv(x, k, (1, 1), padding)
+  _assert_same_vjp(lambda x, k: kernels.narrow_conv(x, k, padding), stock, x, k)
+
+
+@pytest.mark.parametrize("features,kernel_size,stride,hw", [
+    (7, 4, 2, (8, 8)),     # matmul path
+    (7, 4, 2, (32, 32)),   # above matmul_max_size: lax conv
+    (7, 4, 2, (7, 9)),     # odd sides: lax conv
+    (1, 4, 1, (9, 9)),     # narrow kernel gradient
+    (5, 1, 1, (6, 6)),     # 1x1 conv
+])
+def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw):
+  """Same parameter tree, same initial values, same outputs and gradients as nn.Conv."""
+  pad = (kernel_size - 1) // 2
+  stock = nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
+                  padding=((pad, pad), (pad, pad)), kernel_init=nn.initializers.normal(0.02))
+  fast = Conv(features, kernel_size, stride)
+  x = _random((2, *hw, 3), 6)
+  params = stock.init(jax.random.key(0), x)
+  fast_params = fast.init(jax.random.key(0), x)
+  assert jax.tree.structure(fast_params) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(fast_params), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  loss = lambda module, p, x: jnp.sum(jnp.sin(module.apply(p, x)))
+  want, want_grads = jax.value_and_grad(loss, argnums=(1, 2))(stock, params, x)
+  got, got_grads = jax.value_and_grad(loss, argnums=(1, 2))(fast, params, x)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (4, 4), (16, 16)])
+def test_phase_conv_transpose_module_matmul_threshold_changes_nothing(hw):
+  x = _random((1, *hw, 4), 7)
+  always, never = PhaseConvTranspose(3, matmul_max_size=64), PhaseConvTranspose(3,
+                                                                                matmul_max_size=0)
+  params = always.init(jax.random.key(1), x)
+  np.testing.assert_allclose(always.apply(params, x), never.apply(params, x), rtol=1e-5,
+                             atol=1e-6)
