@@ -142,9 +142,11 @@ class TrainConfig:
   eval_examples: int = 64
   num_sample_images: int = 4
   compute_dtype: str = "float32"
+  steps_per_call: int = 1
 
   def __post_init__(self):
     _positive("batch_size", self.batch_size)
+    _positive("steps_per_call", self.steps_per_call)
     _positive("num_epochs", self.num_epochs)
     _positive("checkpoint_every_epochs", self.checkpoint_every_epochs)
     _positive("max_checkpoints_to_keep", self.max_checkpoints_to_keep)

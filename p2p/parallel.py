@@ -22,9 +22,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) dimension split over the data axis."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+  """Batch dimension split over the data axis: the leading one, or the second when stacked."""
+  return NamedSharding(mesh, P(None, DATA_AXIS) if stacked else P(DATA_AXIS))
 
 
 def check_batch_size(global_batch: int, mesh: Mesh) -> None:
@@ -35,9 +35,10 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
                      f"({processes} processes); set --config.batch_size accordingly.")
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """One global array per key from this process's share of the batch."""
-  sharding = batch_sharding(mesh)
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh,
+                 stacked: bool = False) -> dict[str, jax.Array]:
+  """One global array per key from this process's share of the batch (or K x batch stack)."""
+  sharding = batch_sharding(mesh, stacked)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in local.items()}
 

@@ -67,18 +67,24 @@ class MetricsLogger:
     self.tick = time.perf_counter()
     self.images_per_s = 0.0
 
-  def consume(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    """Takes one step's metrics; raises NonFiniteLoss if any is NaN or infinite."""
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-    if bad:
-      raise NonFiniteLoss(f"Non-finite loss at step {step}: {bad}.")
-    self.last = values
-    self.count += 1
-    for k, v in values.items():
-      self.sums[k] = self.sums.get(k, 0.0) + v
-    if step % self.every == 0:
-      self.flush(step)
+  def consume(self, step: int, metrics: dict[str, jax.Array], steps: int = 1) -> None:
+    """Takes the metrics of the call that ended at `step` (stacked when it ran several steps).
+
+    Raises NonFiniteLoss if any is NaN or infinite.
+    """
+    host = jax.device_get(metrics)
+    for i in range(steps):
+      at = step - steps + 1 + i
+      values = {k: float(v[i] if steps > 1 else v) for k, v in host.items()}
+      bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+      if bad:
+        raise NonFiniteLoss(f"Non-finite loss at step {at}: {bad}.")
+      self.last = values
+      self.count += 1
+      for k, v in values.items():
+        self.sums[k] = self.sums.get(k, 0.0) + v
+      if at % self.every == 0:
+        self.flush(at)
 
   def flush(self, step: int) -> None:
     """Writes the averages since the last flush, with images/s over that stretch."""
@@ -194,8 +200,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
                            is_main_process=jax.process_index() == 0)
     validate = Validator(config, nets.generator, writer)
     try:
+      multi = (compile_step(nets, config, mesh, config.steps_per_call)
+               if config.steps_per_call > 1 else None)
       step, reason = _loop(config, schedule, state, data_iter, compile_step(nets, config, mesh),
-                           validate, writer, mesh,
+                           multi, validate, writer, mesh,
                            lambda step, state: ckpt.save(step, state, data_iter, config_dict),
                            on_step, progress)
       distributed.barrier("p2p_train_end")
@@ -213,8 +221,20 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
     data_iter.close()
 
 
+def _steps_this_call(step: int, steps_per_call: int, steps_per_epoch: int, total: int) -> int:
+  """steps_per_call, or 1 near an epoch end or the run's end (those fall on exact steps)."""
+  left = min(steps_per_epoch - step % steps_per_epoch, total - step)
+  return steps_per_call if steps_per_call <= left else 1
+
+
+def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """K batches -> one dict of K x batch arrays."""
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
 def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter: Any,
-          step_fn: Callable, validate: Validator, writer: Writer, mesh: Any,
+          step_fn: Callable, multi_step_fn: Callable | None, validate: Validator, writer: Writer,
+          mesh: Any,
           save: Callable[[int, TrainState], None], on_step: Callable[[int], None] | None,
           progress: bool) -> tuple[int, str]:
   """Steps until the schedule ends or a preemption signal arrives; saves on the way out."""
@@ -229,14 +249,18 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
                         epoch=step // spe + 1, speed=0.0, losses="")
     try:
       while step < schedule.total_steps:
-        batch = parallel.global_batch(next(data_iter), mesh)
-        state, metrics = step_fn(state, batch)
-        step += 1
-        if pending is not None:  # the previous step's metrics, while this one runs
+        n = _steps_this_call(step, config.steps_per_call, spe, schedule.total_steps)
+        if n == 1:
+          state, metrics = step_fn(state, parallel.global_batch(next(data_iter), mesh))
+        else:
+          batches = _stack([next(data_iter) for _ in range(n)])
+          state, metrics = multi_step_fn(state, parallel.global_batch(batches, mesh, True))
+        step += n
+        if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)
-          bar.update(task, completed=step - 1, epoch=(step - 1) // spe + 1,
+          bar.update(task, completed=step - n, epoch=(step - n) // spe + 1,
                      speed=logger.images_per_s, losses=logger.summary())
-        pending = (step, metrics)
+        pending = (step, metrics, n)
         if on_step is not None:
           on_step(step)
         epoch_done = step % spe == 0

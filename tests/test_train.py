@@ -162,3 +162,22 @@ def test_an_error_mid_run_saves_progress_first(straight, maps, tmp_path):
   got, got_data = final_params(config, tmp_path / "run")
   assert got_data == want_data
   assert_trees_equal(got, want)
+
+
+def test_steps_per_call_equals_one_step_per_call(maps, tmp_path):
+  """Two steps per call (lax.scan), with single steps at epoch ends: same run as one per call."""
+  runs = {}
+  for k in (1, 2):
+    config = make_config(maps, steps_per_call=k)  # 2 epochs of 3 steps: calls of 2, 1, 2, 1
+    result = train_and_evaluate(config, tmp_path / f"k{k}", progress=False)
+    assert (result.step, result.reason) == (6, "finished")
+    rows = [json.loads(line) for line in (tmp_path / f"k{k}" / "metrics.jsonl").read_text()
+            .splitlines()]
+    runs[k] = ([r for r in rows if "l1_loss" in r], final_params(config, tmp_path / f"k{k}"))
+  (rows_1, (state_1, data_1)), (rows_2, (state_2, data_2)) = runs[1], runs[2]
+  assert [r["step"] for r in rows_2] == [1, 2, 3, 4, 5, 6]
+  for a, b in zip(rows_2, rows_1):
+    np.testing.assert_allclose([a[m] for m in METRICS], [b[m] for m in METRICS], rtol=1e-4)
+  assert data_2 == data_1
+  for x, y in zip(jax.tree.leaves(state_2), jax.tree.leaves(state_1)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
