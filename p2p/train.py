@@ -95,6 +95,7 @@ class MetricsLogger:
     scalars = {k: v / self.count for k, v in self.sums.items()}
     scalars["perf/images_per_s"] = self.images_per_s
     self.writer.write_scalars(step, scalars)
+    self.writer.flush()
     logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
     self.sums, self.count, self.tick = {}, 0, now
 

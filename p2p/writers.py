@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +30,12 @@ class Writer(Protocol):
 class LocalWriter:
   """metrics.jsonl, loss_curve.png and samples/<name>_<step>.png in the workdir.
 
-  The loss curve is drawn on a background thread (about a second per plot), so the training
-  loop never waits for it; close() draws the final one and waits.
+  The loss curve is drawn on a background thread (about half a second of CPU per plot), at most
+  once per PLOT_INTERVAL_S, so the training loop never waits for it and shares little CPU with
+  it; close() draws the final one and waits.
   """
+
+  PLOT_INTERVAL_S = 60.0
 
   def __init__(self, workdir: str | os.PathLike, resume_step: int = 0):
     self.workdir = Path(workdir)
@@ -43,6 +47,7 @@ class LocalWriter:
     self._file = self.metrics_path.open("a")
     self._plotter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="loss-curve")
     self._plot: concurrent.futures.Future | None = None
+    self._plotted_at = time.monotonic()
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
@@ -56,7 +61,10 @@ class LocalWriter:
 
   def flush(self) -> None:
     self._file.flush()
-    if self._rows and (self._plot is None or self._plot.done()):
+    now = time.monotonic()
+    if (self._rows and (self._plot is None or self._plot.done())
+        and now - self._plotted_at >= self.PLOT_INTERVAL_S):
+      self._plotted_at = now
       self._plot = self._plotter.submit(plot_losses, list(self._rows), self.curve_path)
 
   def close(self) -> None:

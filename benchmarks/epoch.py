@@ -1,0 +1,97 @@
+"""Whole training loop (Grain pipeline + step + metrics logging) vs the bare step; prints JSON.
+
+  python benchmarks/epoch.py --data_dir=../shared/data/maps --json
+
+Runs the real loop (`p2p.train.train_and_evaluate`, as `python -m p2p.main` does) on the
+dataset for --warmup + --steps steps and times the last --steps; then, in the same process,
+times the bare jitted step on one fixed batch of the same shape (benchmarks/train_step.py).
+loop_fraction = loop img/s / step img/s: 1.0 means input and logging never stall the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_step  # noqa: E402  (benchmarks/train_step.py)
+
+
+def loop_config(args: argparse.Namespace):
+  """The experiment config on the given data, for warmup + steps steps, W&B off."""
+  from p2p.config import train_config
+  module = importlib.import_module(Path(args.config).with_suffix("").as_posix().replace("/", "."))
+  c = module.get_config()
+  c.data.data_dir = args.data_dir
+  c.batch_size = args.batch
+  c.steps_per_call = args.steps_per_call
+  c.max_steps = args.warmup + args.steps
+  c.log_every_steps = args.log_every
+  c.eval_examples = c.num_sample_images = 2  # validation runs before and after the timed steps
+  c.wandb.mode = "disabled"
+  return train_config(c)
+
+
+def measure_loop(args: argparse.Namespace) -> dict:
+  """Images per second of the training loop over the timed steps."""
+  from p2p.train import train_and_evaluate
+  config = loop_config(args)
+  stamps: dict[int, float] = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    start = time.perf_counter()
+    train_and_evaluate(config, workdir, on_step=lambda s: stamps.setdefault(
+        s, time.perf_counter()), progress=False)
+    total = time.perf_counter() - start
+  first, last = args.warmup, args.warmup + args.steps
+  elapsed = stamps[last] - stamps[first]
+  return {"loop_img_per_s": round(args.batch * (last - first) / elapsed, 3),
+          "loop_steps_timed": last - first, "loop_run_s": round(total, 1),
+          "image_size": config.data.image_size, "rf": config.model.receptive_field,
+          "ngf": config.model.ngf, "preprocess": config.data.preprocess,
+          "worker_count": config.data.worker_count, "log_every_steps": config.log_every_steps}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data_dir", required=True, help="dataset folder (train/ and val/)")
+  parser.add_argument("--config", default="configs/rf70_patches.py")
+  parser.add_argument("--batch", type=int, default=1)
+  parser.add_argument("--steps_per_call", type=int, default=1)
+  parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compile, prefetch)")
+  parser.add_argument("--steps", type=int, default=40, help="timed steps")
+  parser.add_argument("--log_every", type=int, default=10, help="config.log_every_steps")
+  parser.add_argument("--json", action="store_true", help="print only the JSON line")
+  args = parser.parse_args()
+  from p2p import cli
+  cli.use_hugepage_malloc()
+  cli.import_configs_from_anywhere()
+  from absl import flags
+  flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
+  loop = measure_loop(args)
+  step_args = argparse.Namespace(size=loop["image_size"], batch=args.batch, rf=loop["rf"],
+                                 ngf=loop["ngf"], dtype="float32", conv_transpose="phase",
+                                 steps_per_call=args.steps_per_call, warmup=3,
+                                 steps=max(10, args.steps // 2))
+  step = train_step.measure(step_args)
+  result = {"benchmark": "epoch", "config": args.config, "batch": args.batch, **loop,
+            "step_img_per_s": step["img_per_s"],
+            "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
+            "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+  if not args.json:
+    for key, value in result.items():
+      print(f"{key:>20}: {value}")
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()
