@@ -79,6 +79,7 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.model.ngf = 8
   config.model.ndf = 8
   config.num_epochs = 1
+  config.optim.decay_epochs = min(config.optim.decay_epochs, 1)
   config.max_steps = 8
   config.log_every_steps = 2
   config.checkpoint_every_epochs = 1
