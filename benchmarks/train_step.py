@@ -6,6 +6,8 @@
 img_per_s is the median over --steps timed steps after warm-up; flops_per_step comes from
 XLA's cost analysis of the compiled step; the float32 matmul peak is measured in the same run
 (numpy/BLAS on every core), so fraction_of_peak compares like with like on this machine.
+Memory: peak_rss_mib is the whole process's high-water mark (compilation included, reported
+apart as compile_peak_rss_mib); steady_rss_mib is the resident size after the timed steps.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def step_flops(nets, config, mesh, state, args: argparse.Namespace) -> float:
 
 def measure(args: argparse.Namespace) -> dict:
   """Compiles the step, times it, and reads XLA's FLOP count."""
-  from p2p import parallel
+  from p2p import hostmem, parallel
   from p2p.state import build_networks, create_train_state
   from p2p.step import compile_step
   config = make_config(args)
@@ -83,6 +85,8 @@ def measure(args: argparse.Namespace) -> dict:
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
+  compile_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  hostmem.trim_heap()  # as the training loop does after its first step
   flops = step_flops(nets, config, mesh, state, args) if k > 1 else call_flops(compiled)
   for _ in range(args.warmup):
     state, metrics = step(state, batch)
@@ -94,6 +98,7 @@ def measure(args: argparse.Namespace) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
+  steady_rss = hostmem.current_rss_mib()  # after the timed steps
   peak = matmul_peak_gflops()
   achieved = k * flops / median / 1e9
   return {
@@ -104,6 +109,8 @@ def measure(args: argparse.Namespace) -> dict:
       "steps_timed": k * len(times),
       "compile_s": round(compile_s, 2),
       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "compile_peak_rss_mib": round(compile_peak, 1),
+      "steady_rss_mib": round(steady_rss, 1),
       "flops_per_step": flops, "achieved_gflops": round(achieved, 1),
       "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3),
       "backend": jax.default_backend(), "devices": jax.device_count(),

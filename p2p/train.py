@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from p2p import distributed, parallel
+from p2p import distributed, hostmem, parallel
 from p2p.checkpoint import Checkpointer
 from p2p.config import TrainConfig
 from p2p.data.errors import DataError
@@ -244,7 +244,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
   logger = MetricsLogger(writer, config.log_every_steps, config.batch_size)
   if step == 0:
     validate(state, step, 0.0)  # the untrained baseline: every run shows how far val L1 fell
-  reason, pending = "preempted", None
+  reason, pending, compiled = "preempted", None, False
   with PreemptionGuard() as guard, _progress(progress and jax.process_index() == 0) as bar:
     task = bar.add_task("train", total=schedule.total_steps, completed=step,
                         epoch=step // spe + 1, speed=0.0, losses="")
@@ -256,6 +256,10 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
         else:
           batches = _stack([next(data_iter) for _ in range(n)])
           state, metrics = multi_step_fn(state, parallel.global_batch(batches, mesh, True))
+        if pending is None and not compiled:  # the first call compiled the step: free the scratch
+          jax.block_until_ready(metrics)
+          hostmem.trim_heap()
+          compiled = True
         step += n
         if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)
