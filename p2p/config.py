@@ -100,6 +100,7 @@ class OptimConfig:
   decay_epochs: int = 0
   gan_mode: str = "vanilla"
   l1_weight: float = 100.0
+  gan_weight: float = 1.0
   disc_loss_weight: float = 1.0
 
   def __post_init__(self):
@@ -109,6 +110,9 @@ class OptimConfig:
       raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")
     if self.decay_epochs < 0:
       raise ConfigError(f"optim.decay_epochs={self.decay_epochs} must be >= 0.")
+    for name in ("l1_weight", "gan_weight"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 0.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,12 +30,12 @@ def l1_loss(fake: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array, *,
-                   l1_weight: float = 100.0, mode: str = "vanilla"
+                   l1_weight: float = 100.0, gan_weight: float = 1.0, mode: str = "vanilla"
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """GAN loss of fakes labelled real, plus l1_weight x L1 to the target."""
+  """gan_weight x GAN loss of fakes labelled real, plus l1_weight x L1 to the target."""
   gan = gan_loss(fake_logits, True, mode)
   l1 = l1_loss(fake, target)
-  total = gan + l1_weight * l1
+  total = gan_weight * gan + l1_weight * l1
   return total, {"total_gen_loss": total, "fake_d_real_class_loss": gan, "l1_loss": l1}
 
 

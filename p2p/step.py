@@ -69,7 +69,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   def g_loss_fn(fake):
     fake_logits, stats = _apply_d(nets, d.params, d.batch_stats, x, fake)
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
-                                   mode=optim.gan_mode)
+                                   gan_weight=optim.gan_weight, mode=optim.gan_mode)
     return loss, (metrics, stats)
 
   (_, (g_metrics, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

@@ -96,6 +96,7 @@ def run_main(*args: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:
     ("--config.modle.ngf=8", "--config.modle.ngf: the config has no field 'modle' "
                              "(did you mean 'model'?)"),
     ("--config.model.norm=layer", "model.norm='layer' is not one of"),
+    ("--config.optim.gan_weight=-1", "optim.gan_weight=-1.0 must be >= 0."),
 ])
 def test_cli_config_mistakes_give_one_line(tmp_path, override, message):
   proc = run_main("--config=configs/demo.py:tiny", f"--workdir={tmp_path}", override)

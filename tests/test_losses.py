@@ -39,6 +39,9 @@ def test_generator_loss_is_gan_plus_weighted_l1():
   assert float(m["l1_loss"]) == pytest.approx(0.5)
   assert float(total) == pytest.approx(math.log(2) + 50.0)
   assert set(m) == {"total_gen_loss", "fake_d_real_class_loss", "l1_loss"}
+  l1_only, m = generator_loss(jnp.zeros((1, 2, 2, 1)), fake, target, gan_weight=0.0)
+  assert float(l1_only) == pytest.approx(50.0)  # the GAN term is still reported
+  assert float(m["fake_d_real_class_loss"]) == pytest.approx(math.log(2))
 
 
 def test_discriminator_loss_is_real_plus_fake():
