@@ -56,6 +56,7 @@ def measure_loop(args: argparse.Namespace) -> dict:
           "loop_steps_timed": last - first, "loop_run_s": round(total, 1),
           "image_size": config.data.image_size, "rf": config.model.receptive_field,
           "ngf": config.model.ngf, "preprocess": config.data.preprocess,
+          "matmul_conv_max_size": config.model.matmul_conv_max_size,
           "worker_count": config.data.worker_count, "log_every_steps": config.log_every_steps}
 
 
@@ -79,6 +80,7 @@ def main() -> None:
   step_args = argparse.Namespace(size=loop["image_size"], batch=args.batch, rf=loop["rf"],
                                  ngf=loop["ngf"], dtype="float32", conv_transpose="phase",
                                  steps_per_call=args.steps_per_call, warmup=3,
+                                 matmul_conv_max_size=loop["matmul_conv_max_size"],
                                  steps=max(10, args.steps // 2))
   step = train_step.measure(step_args)
   result = {"benchmark": "epoch", "config": args.config, "batch": args.batch, **loop,

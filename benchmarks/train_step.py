@@ -47,6 +47,7 @@ def make_config(args: argparse.Namespace):
   c.model.ngf = c.model.ndf = args.ngf
   c.model.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
   c.steps_per_call = args.steps_per_call
+  c.model.matmul_conv_max_size = args.matmul_conv_max_size
   return train_config(c)
 
 
@@ -104,6 +105,7 @@ def measure(args: argparse.Namespace) -> dict:
   return {
       "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
       "ngf": args.ngf, "dtype": args.dtype, "conv_transpose": args.conv_transpose,
+      "matmul_conv_max_size": args.matmul_conv_max_size,
       "steps_per_call": k, "img_per_s": round(k * args.batch / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
       "steps_timed": k * len(times),
@@ -127,6 +129,8 @@ def main() -> None:
   parser.add_argument("--ngf", type=int, default=64)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--conv_transpose", default="phase", choices=("phase", "flax"))
+  parser.add_argument("--matmul_conv_max_size", type=int, default=16,
+                      help="model.matmul_conv_max_size (0 = every conv through lax)")
   parser.add_argument("--steps_per_call", type=int, default=1,
                       help="steps fused per jitted call (lax.scan); img/s counts every step")
   parser.add_argument("--warmup", type=int, default=3)

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_downs = 0                    # U-Net depth; 0 = log2(image_size) (8 at 256)
   model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
+  model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4             # Adam step size, both networks

@@ -76,6 +76,7 @@ class ModelConfig:
   num_downs: int = 0
   receptive_field: int = 70
   conv_transpose_impl: str = "phase"
+  matmul_conv_max_size: int = 16
 
   def __post_init__(self):
     _choice("model.norm", self.norm, NORMS)
@@ -87,6 +88,9 @@ class ModelConfig:
       raise ConfigError(f"model.dropout_rate={self.dropout_rate} must be in [0, 1).")
     if self.num_downs < 0:
       raise ConfigError(f"model.num_downs={self.num_downs} must be >= 0 (0 = log2(image_size)).")
+    if self.matmul_conv_max_size < 0:
+      raise ConfigError(f"model.matmul_conv_max_size={self.matmul_conv_max_size} must be >= 0 "
+                        f"(0 = never).")
 
 
 @dataclasses.dataclass(frozen=True)

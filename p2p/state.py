@@ -70,9 +70,11 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   dtype = jnp.dtype(config.compute_dtype)
   generator = UNetGenerator(ngf=model.ngf, norm=model.norm, dropout_rate=model.dropout_rate,
                             num_downs=model.num_downs or None,
-                            conv_transpose_impl=model.conv_transpose_impl, dtype=dtype)
+                            conv_transpose_impl=model.conv_transpose_impl, dtype=dtype,
+                            matmul_max_size=model.matmul_conv_max_size)
   discriminator = PatchDiscriminator(receptive_field=model.receptive_field, ndf=model.ndf,
-                                     norm=model.norm, dtype=dtype)
+                                     norm=model.norm, dtype=dtype,
+                                     matmul_max_size=model.matmul_conv_max_size)
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)
   make_tx = lambda: optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
   return Networks(generator, discriminator, make_tx(), make_tx())

@@ -91,3 +91,24 @@ def test_phase_conv_transpose_module_matmul_threshold_changes_nothing(hw):
   params = always.init(jax.random.key(1), x)
   np.testing.assert_allclose(always.apply(params, x), never.apply(params, x), rtol=1e-5,
                              atol=1e-6)
+
+
+def test_networks_with_and_without_matmul_convs_agree():
+  """U-Net (down to 1x1) and PatchGAN: same params, outputs and gradients either way."""
+  from p2p.models import PatchDiscriminator, UNetGenerator
+  x = _random((2, 32, 32, 3), 8)
+  for make, inputs in ((lambda m: UNetGenerator(ngf=8, matmul_max_size=m), x),
+                       (lambda m: PatchDiscriminator(ndf=8, matmul_max_size=m),
+                        jnp.concatenate([x, x], -1))):
+    fast, stock = make(16), make(0)
+    variables = fast.init(jax.random.key(0), inputs, train=False)
+    assert jax.tree.structure(stock.init(jax.random.key(0), inputs, train=False)) == (
+        jax.tree.structure(variables))
+    def loss(module, params):
+      out = module.apply({**variables, "params": params}, inputs, train=False)
+      return jnp.sum(jnp.sin(3 * out))
+    want, want_grads = jax.value_and_grad(loss, argnums=1)(stock, variables["params"])
+    got, got_grads = jax.value_and_grad(loss, argnums=1)(fast, variables["params"])
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+      np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()))

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from p2p.models.layers import check_norm, conv, norm_layer, use_bias
+from p2p.models.layers import MATMUL_MAX_SIZE, check_norm, conv, norm_layer, use_bias
 
 # Receptive field (px) -> number of stride-2 layers of PyTorch's NLayerDiscriminator; 1 = pixel.
 N_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
@@ -45,6 +45,7 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   norm: str = "batch"
   dtype: Dtype = jnp.float32
+  matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
@@ -61,21 +62,26 @@ class PatchDiscriminator(nn.Module):
       return self._pixel(x, train).astype(jnp.float32)
     return self._patch(x, train, N_LAYERS[self.receptive_field]).astype(jnp.float32)
 
+  def _conv(self, features: int, kernel_size: int, stride: int, bias: bool,
+            name: str) -> nn.Module:
+    return conv(features, kernel_size, stride, bias, self.dtype, name=name,
+                matmul_max_size=self.matmul_max_size)
+
   def _patch(self, x: jax.Array, train: bool, n_layers: int) -> jax.Array:
     """NLayerDiscriminator: n_layers stride-2 convs, then two stride-1 convs."""
     bias = use_bias(self.norm)
-    x = nn.leaky_relu(conv(self.ndf, 4, 2, True, self.dtype, name="conv_0")(x), 0.2)
+    x = nn.leaky_relu(self._conv(self.ndf, 4, 2, True, "conv_0")(x), 0.2)
     for n in range(1, n_layers + 1):
       stride = 2 if n < n_layers else 1
-      x = conv(self.ndf * min(2 ** n, 8), 4, stride, bias, self.dtype, name=f"conv_{n}")(x)
+      x = self._conv(self.ndf * min(2 ** n, 8), 4, stride, bias, f"conv_{n}")(x)
       x = norm_layer(self.norm, train, self.dtype, name=f"norm_{n}")(x)
       x = nn.leaky_relu(x, 0.2)
-    return conv(1, 4, 1, True, self.dtype, name=f"conv_{n_layers + 1}")(x)
+    return self._conv(1, 4, 1, True, f"conv_{n_layers + 1}")(x)
 
   def _pixel(self, x: jax.Array, train: bool) -> jax.Array:
     """PixelDiscriminator: three 1x1 convs (a 1x1 receptive field)."""
     bias = use_bias(self.norm)
-    x = nn.leaky_relu(conv(self.ndf, 1, 1, True, self.dtype, name="conv_0")(x), 0.2)
-    x = conv(2 * self.ndf, 1, 1, bias, self.dtype, name="conv_1")(x)
+    x = nn.leaky_relu(self._conv(self.ndf, 1, 1, True, "conv_0")(x), 0.2)
+    x = self._conv(2 * self.ndf, 1, 1, bias, "conv_1")(x)
     x = nn.leaky_relu(norm_layer(self.norm, train, self.dtype, name="norm_1")(x), 0.2)
-    return conv(1, 1, 1, bias, self.dtype, name="conv_2")(x)
+    return self._conv(1, 1, 1, bias, "conv_2")(x)

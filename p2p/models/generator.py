@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from p2p.models.layers import check_norm, conv, conv_transpose, norm_layer, use_bias
+from p2p.models.layers import (MATMUL_MAX_SIZE, check_norm, conv, conv_transpose, norm_layer,
+                               use_bias)
 
 MIN_NUM_DOWNS = 5  # the 4 outer levels plus the innermost, as PyTorch always builds
 FIRST_DROPOUT_DEPTH = 5  # the ngf*8 levels between depth 4 and the innermost carry dropout
@@ -45,12 +46,14 @@ class Down(nn.Module):
   outermost: bool = False
   innermost: bool = False
   dtype: Dtype = jnp.float32
+  matmul_max_size: int = MATMUL_MAX_SIZE
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
     """B x H x W x C -> B x H/2 x W/2 x features."""
     x = x_BxHxWxC if self.outermost else nn.leaky_relu(x_BxHxWxC, 0.2)
-    x = conv(self.features, 4, 2, use_bias(self.norm), self.dtype, name="conv")(x)
+    x = conv(self.features, 4, 2, use_bias(self.norm), self.dtype, name="conv",
+             matmul_max_size=self.matmul_max_size)(x)
     if self.outermost or self.innermost:
       return x
     return norm_layer(self.norm, train, self.dtype, name="norm")(x)
@@ -64,13 +67,15 @@ class Up(nn.Module):
   dropout_rate: float = 0.0
   conv_transpose_impl: str = "phase"
   dtype: Dtype = jnp.float32
+  matmul_max_size: int = MATMUL_MAX_SIZE
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool, dropout: bool) -> jax.Array:
     """B x H x W x C -> B x 2H x 2W x features."""
     x = nn.relu(x_BxHxWxC)
     bias = self.outermost or use_bias(self.norm)
-    x = conv_transpose(self.features, bias, self.conv_transpose_impl, self.dtype, name="conv")(x)
+    x = conv_transpose(self.features, bias, self.conv_transpose_impl, self.dtype, name="conv",
+                       matmul_max_size=self.matmul_max_size)(x)
     if self.outermost:
       return jnp.tanh(x)
     x = norm_layer(self.norm, train, self.dtype, name="norm")(x)
@@ -88,6 +93,7 @@ class UNetGenerator(nn.Module):
   num_downs: int | None = None
   conv_transpose_impl: str = "phase"
   dtype: Dtype = jnp.float32
+  matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool,
@@ -103,7 +109,7 @@ class UNetGenerator(nn.Module):
     skips = []
     for i in range(1, depth + 1):
       x = Down(level_channels(self.ngf, i), self.norm, outermost=i == 1, innermost=i == depth,
-               dtype=self.dtype, name=f"down_{i}")(x, train)
+               dtype=self.dtype, matmul_max_size=self.matmul_max_size, name=f"down_{i}")(x, train)
       skips.append(x)
     for i in range(depth, 0, -1):
       if i < depth:
@@ -112,5 +118,5 @@ class UNetGenerator(nn.Module):
       rate = self.dropout_rate if FIRST_DROPOUT_DEPTH <= i < depth else 0.0
       x = Up(features, self.norm, outermost=i == 1, dropout_rate=rate,
              conv_transpose_impl=self.conv_transpose_impl, dtype=self.dtype,
-             name=f"up_{i}")(x, train, dropout)
+             matmul_max_size=self.matmul_max_size, name=f"up_{i}")(x, train, dropout)
     return x.astype(jnp.float32)
