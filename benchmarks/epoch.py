@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
 import sys
@@ -89,10 +88,7 @@ def main() -> None:
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
-  if not args.json:
-    for key, value in result.items():
-      print(f"{key:>20}: {value}")
-  print(json.dumps(result))
+  train_step.report(result, args.json)
 
 
 if __name__ == "__main__":

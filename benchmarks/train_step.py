@@ -140,8 +140,12 @@ def main() -> None:
   from p2p import cli
   cli.use_hugepage_malloc()
   cli.import_configs_from_anywhere()
-  result = measure(args)
-  if not args.json:
+  report(measure(args), args.json)
+
+
+def report(result: dict, json_only: bool) -> None:
+  """Prints the result as aligned lines (unless json_only), then as one JSON line."""
+  if not json_only:
     for key, value in result.items():
       print(f"{key:>20}: {value}")
   print(json.dumps(result))

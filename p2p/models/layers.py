@@ -34,6 +34,16 @@ def use_bias(norm: str) -> bool:
   return norm != "batch"
 
 
+def _kernel_and_bias(layer: nn.Module, x_BxHxWxC: jax.Array, k: int
+                     ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+  """A conv layer's HWIO kernel and optional bias (flax.linen's names), x and both in dtype."""
+  kernel = layer.param("kernel", layer.kernel_init, (k, k, x_BxHxWxC.shape[-1], layer.features),
+                       layer.param_dtype)
+  bias = (layer.param("bias", layer.bias_init, (layer.features,), layer.param_dtype)
+          if layer.use_bias else None)
+  return promote_dtype(x_BxHxWxC, kernel, bias, dtype=layer.dtype)
+
+
 class PhaseConvTranspose(nn.Module):
   """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') with the same params, fast on XLA:CPU."""
   features: int
@@ -48,11 +58,7 @@ class PhaseConvTranspose(nn.Module):
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
     """B x H x W x C -> B x 2H x 2W x features."""
-    kernel = self.param("kernel", self.kernel_init,
-                        (4, 4, x_BxHxWxC.shape[-1], self.features), self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x_BxHxWxC, kernel, bias = promote_dtype(x_BxHxWxC, kernel, bias, dtype=self.dtype)
+    x_BxHxWxC, kernel, bias = _kernel_and_bias(self, x_BxHxWxC, 4)
     small = 2 * max(x_BxHxWxC.shape[1:3]) <= self.matmul_max_size
     impl = matmul_conv_transpose if small else phase_conv_transpose
     y = impl(x_BxHxWxC, kernel, self.precision)
@@ -76,11 +82,7 @@ class Conv(nn.Module):
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
     """B x H x W x C -> B x H' x W' x features."""
     k, stride = self.kernel_size, self.stride
-    kernel = self.param("kernel", self.kernel_init, (k, k, x_BxHxWxC.shape[-1], self.features),
-                        self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x_BxHxWxC, kernel, bias = promote_dtype(x_BxHxWxC, kernel, bias, dtype=self.dtype)
+    x_BxHxWxC, kernel, bias = _kernel_and_bias(self, x_BxHxWxC, k)
     pad = (k - 1) // 2
     padding = ((pad, pad), (pad, pad))
     height, width = x_BxHxWxC.shape[1:3]
