@@ -256,7 +256,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
         else:
           batches = _stack([next(data_iter) for _ in range(n)])
           state, metrics = multi_step_fn(state, parallel.global_batch(batches, mesh, True))
-        if pending is None and not compiled:  # the first call compiled the step: free the scratch
+        if not compiled:  # the first call compiled the step: free the compiler's scratch
           jax.block_until_ready(metrics)
           hostmem.trim_heap()
           compiled = True
