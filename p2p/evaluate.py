@@ -9,6 +9,7 @@ p2p/evaluation.py for the protocols and baselines, p2p/metrics.py for the metric
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest
 _NORM = flags.DEFINE_enum("norm", "batch", ["batch", "running"],
                           "batch: per-image statistics + dropout (paper); running: eval mode.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed for dropout.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Side of the scored tiles/resized images, "
+                                   "px; 0 = the run's data.image_size. The seed protocols use "
+                                   "256; a run trained on smaller crops is scored at 256 with it.")
 _FID = flags.DEFINE_bool("fid", True, "Compute FID and KID (needs the FID network weights).")
 _FID_WEIGHTS = flags.DEFINE_string("fid_weights", "", "FID weights file (default_1.pt); default: "
                                    "search (python -m p2p.fid fetch installs them); "
@@ -38,6 +42,15 @@ _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", 0, "Training pairs averaged f
                                     "baselines (0 = all).")
 _GALLERY = flags.DEFINE_integer("gallery_size", 100, "Examples per protocol in index.html "
                                 "(worst first).")
+
+
+def _checked_size(size: int, gen) -> int:
+  """--image_size, if the generator (its U-Net depth fixed by training) can take it."""
+  step = 2 ** gen.module.num_downs
+  if size < step or size % step:
+    raise ValueError(f"--image_size={size} does not fit this generator: its U-Net has "
+                     f"{gen.module.num_downs} levels, so use a multiple of {step} px.")
+  return size
 
 
 def main(argv: list[str]) -> None:
@@ -57,6 +70,8 @@ def main(argv: list[str]) -> None:
   from p2p.fid import FidWeightsMissing
   try:
     gen = p2p.load(_WORKDIR.value, _STEP.value)
+    if _IMAGE_SIZE.value:
+      gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
     data_dir = _DATA_DIR.value or gen.data_dir
     pairs = load_pairs(data_dir, _SPLIT.value, gen.direction, _LIMIT.value)
     means = (training_means(data_dir, gen.direction, pairs.targets.shape[1], _TRAIN_LIMIT.value)
@@ -71,7 +86,8 @@ def main(argv: list[str]) -> None:
   out = Path(_OUT.value or Path(_WORKDIR.value) / "eval")
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
-          "n_pairs": len(pairs.names), "norm": _NORM.value, "seed": _SEED.value,
+          "n_pairs": len(pairs.names), "image_size": gen.image_size, "norm": _NORM.value,
+          "seed": _SEED.value,
           "fid_weights": _FID_WEIGHTS.value or ("found" if fid_params is not None else "off")}
   summary = report.write_all(out, results, meta, gallery_size=_GALLERY.value)
   if _JSON.value:

@@ -15,6 +15,7 @@ from flax import struct
 from p2p import parallel
 from p2p.config import ModelConfig, OptimConfig, TrainConfig
 from p2p.models import PatchDiscriminator, UNetGenerator
+from p2p.models.generator import resolve_num_downs
 
 
 class NetState(struct.PyTreeNode):
@@ -68,8 +69,9 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   """The generator, discriminator and one Adam per network, from a validated config."""
   model: ModelConfig = config.model
   dtype = jnp.dtype(config.compute_dtype)
+  size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
   generator = UNetGenerator(ngf=model.ngf, norm=model.norm, dropout_rate=model.dropout_rate,
-                            num_downs=model.num_downs or None,
+                            num_downs=model.num_downs or resolve_num_downs(size, size),
                             conv_transpose_impl=model.conv_transpose_impl, dtype=dtype,
                             matmul_max_size=model.matmul_conv_max_size)
   discriminator = PatchDiscriminator(receptive_field=model.receptive_field, ndf=model.ndf,

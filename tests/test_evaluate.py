@@ -100,6 +100,23 @@ def test_unknown_protocol_is_named(tiny_run, tmp_path):
   assert result.returncode != 0 and "['tiles']" in result.stderr
 
 
+def test_image_size_scores_larger_tiles_with_the_trained_net(tiny_run, tmp_path):
+  """A 32 px run scored on the 64 px halves: one tile per pair, the model's own depth."""
+  result = evaluate(f"--workdir={tiny_run}", "--protocol=patches", "--baseline=none", "--nofid",
+                    "--image_size=64", f"--out={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  summary = json.loads((tmp_path / "metrics.json").read_text())
+  assert summary["meta"]["image_size"] == 64 and summary["protocols"]["patches"]["n"] == 3
+  generated = sorted((tmp_path / "images" / "patches").glob("*_generated.*"))
+  assert len(generated) == 3 and Image.open(generated[0]).size == (64, 64)
+
+
+def test_image_size_the_net_cannot_take_is_one_clear_error(tiny_run, tmp_path):
+  result = evaluate(f"--workdir={tiny_run}", "--nofid", "--image_size=48", f"--out={tmp_path}")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "--image_size=48" in result.stderr and "multiple of 32" in result.stderr
+
+
 def hand_made_pairs(tmp_path: Path) -> Path:
   """train: two pairs with constant photos (10, 20, 30) and (30, 40, 50); val: one pair."""
   root = tmp_path / "data"
