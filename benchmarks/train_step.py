@@ -118,6 +118,7 @@ def measure(args: argparse.Namespace) -> dict:
       "backend": jax.default_backend(), "devices": jax.device_count(),
       "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+      "compilation_cache": bool(jax.config.jax_compilation_cache_dir),
   }
 
 
@@ -135,11 +136,15 @@ def main() -> None:
                       help="steps fused per jitted call (lax.scan); img/s counts every step")
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--compilation_cache_dir", default="",
+                      help="persistent XLA cache, as p2p.main uses (default: off, a cold "
+                           "compile); run twice to measure a warm start's compile and memory")
   parser.add_argument("--json", action="store_true", help="print only the JSON line")
   args = parser.parse_args()
   from p2p import cli
   cli.use_hugepage_malloc()
   cli.import_configs_from_anywhere()
+  cli.use_compilation_cache(args.compilation_cache_dir)
   report(measure(args), args.json)
 
 

@@ -13,6 +13,8 @@ Choices (README "Quality on real maps" has the measurements):
   (17,536 steps at batch 1) fit in 90 minutes; at ngf 64 only ~1.7 epochs would.
 - The paper's losses (vanilla GAN + 100 x L1), batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
+- Tried and not better at 90 min: lambda_L1 = 10 on native 128 px crops (3 epochs, 52,608 steps,
+  scored with --image_size=256): patches FID 301.8 vs 289.3, L1 0.306 vs 0.275.
 """
 
 import ml_collections
