@@ -81,14 +81,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
 
 
 def multi_step(state: TrainState, batches: dict[str, jax.Array], *, nets: Networks,
-               optim: OptimConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+               optim: OptimConfig, unroll: bool = False
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """train_step over a stack of K batches (leading axis) in one call; metrics stacked K x ...
 
   One dispatch for K steps: on a GPU at batch 1 the per-step launch overhead otherwise rivals
-  the step itself.
+  the step itself. unroll=True traces the K steps as straight-line code instead of a loop:
+  XLA:CPU runs a step inside a while loop several times slower (measured 5.7x at 128 px,
+  benchmarks/README.md), so compile_step unrolls on CPU.
   """
   step = functools.partial(train_step, nets=nets, optim=optim)
-  return jax.lax.scan(step, state, batches)
+  return jax.lax.scan(step, state, batches, unroll=unroll)
 
 
 def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh,
@@ -101,6 +104,8 @@ def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh,
   if steps == 1:
     fn, data = train_step, parallel.batch_sharding(mesh)
   else:
-    fn, data = multi_step, parallel.batch_sharding(mesh, stacked=True)
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    fn = functools.partial(multi_step, unroll=on_cpu)
+    data = parallel.batch_sharding(mesh, stacked=True)
   fn = functools.partial(fn, nets=nets, optim=config.optim)
   return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)

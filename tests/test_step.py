@@ -141,3 +141,24 @@ def test_step_equals_a_naive_two_pass_reference(setup):
   new, _ = step(state, parallel.global_batch(batch, mesh))
   for want, got in ((g_params, new.g.params), (d_params, new.d.params)):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
+
+
+@pytest.mark.parametrize("unroll", [False, True])
+def test_multi_step_equals_single_steps(setup, unroll):
+  """K steps per call, as a loop (the GPU form) or unrolled (the CPU form): same as K calls."""
+  import functools
+
+  from p2p.step import multi_step
+  config, mesh, nets, step = setup
+  batches = [_batch(s) for s in (4, 5)]
+  state = create_train_state(nets, config, mesh)
+  for b in batches:
+    state, metrics = step(state, parallel.global_batch(b, mesh))
+  stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+  fused = jax.jit(functools.partial(multi_step, nets=nets, optim=config.optim, unroll=unroll))
+  got, got_metrics = fused(create_train_state(nets, config, mesh), stacked)
+  assert int(got.step) == 2
+  for k in METRICS:
+    np.testing.assert_allclose(got_metrics[k][1], metrics[k], rtol=1e-4, atol=1e-6)
+  for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(state)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
