@@ -15,6 +15,11 @@ from p2p.config import OptimConfig, TrainConfig
 from p2p.losses import discriminator_loss, generator_loss
 from p2p.state import NetState, Networks, TrainState
 
+# XLA:CPU's copy insertion, unless it uses region analysis, cannot prove that Adam may update the
+# donated state in place, so every step first copied each first moment and some kernels (276 MiB
+# at ngf 64: peak memory and time; benchmarks/README.md).
+CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
 METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_loss",
            "real_d_loss", "fake_d_loss")
 
@@ -101,11 +106,12 @@ def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh,
   State replicated and donated; the batch axis split over the data axis of the mesh.
   """
   repl = parallel.replicated(mesh)
+  on_cpu = mesh.devices.flat[0].platform == "cpu"
   if steps == 1:
     fn, data = train_step, parallel.batch_sharding(mesh)
   else:
-    on_cpu = mesh.devices.flat[0].platform == "cpu"
     fn = functools.partial(multi_step, unroll=on_cpu)
     data = parallel.batch_sharding(mesh, stacked=True)
   fn = functools.partial(fn, nets=nets, optim=config.optim)
-  return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0)
+  return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0,
+                 compiler_options=CPU_COMPILER_OPTIONS if on_cpu else None)
