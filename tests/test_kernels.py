@@ -42,8 +42,10 @@ def test_matmul_conv_s2_equals_strided_conv(hw):
 
 
 @pytest.mark.parametrize("impl", [kernels.phase_conv_transpose, kernels.matmul_conv_transpose])
-@pytest.mark.parametrize("hw,features", [((1, 1), 6), ((2, 2), 3), ((3, 5), 6), ((8, 8), 1)])
+@pytest.mark.parametrize("hw,features", [((1, 1), 6), ((2, 2), 3), ((3, 5), 6), ((8, 8), 1),
+                                         ((3, 5), kernels.FUSED_PHASE_FEATURES + 2)])
 def test_transposed_convs_equal_lax_conv_transpose(impl, hw, features):
+  """Both phase forms (one wide conv up to FUSED_PHASE_FEATURES, four beyond) and the GEMM."""
   x, k = _random((2, *hw, 4), 2), _random((4, 4, 4, features), 3)
   _assert_same_vjp(impl, _up, x, k)
 

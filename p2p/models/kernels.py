@@ -2,7 +2,8 @@
 
 XLA:CPU has three slow spots in the pix2pix networks, all measured in benchmarks/:
 - the kernel gradient of a transposed conv (lhs dilation): `phase_conv_transpose` runs the
-  4x4 stride-2 transposed conv as four stride-1 2x2 convs over the kernel's phase slices;
+  4x4 stride-2 transposed conv as stride-1 2x2 convs over the kernel's phase slices (one wide
+  conv for all four phases when F <= 128);
 - small-spatial convs (the U-Net's inner levels, <= 16 px), where one conv call costs more than
   its FLOPs: `matmul_conv_s2` / `matmul_conv_transpose` run them as patch extraction + one GEMM;
 - the kernel gradient of a conv with very few output features (the U-Net's RGB output layer,
@@ -25,6 +26,8 @@ DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 PHASE_PADDING = ((1, 0), (0, 1))
 # A conv with at most this many output features gets its kernel gradient from per-tap GEMMs.
 NARROW_FEATURES = 4
+# A transposed conv with at most this many output features runs its phases as one conv.
+FUSED_PHASE_FEATURES = 128
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -68,9 +71,15 @@ def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
 
 def phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
                          precision: PrecisionLike = None) -> jax.Array:
-  """lax.conv_transpose(x, k, (2, 2), 'SAME') as four stride-1 2x2 convs, interleaved."""
+  """lax.conv_transpose(x, k, (2, 2), 'SAME') as stride-1 2x2 convs over the kernel's phases.
+
+  Up to FUSED_PHASE_FEATURES output features the four phases run as one conv with 4F outputs
+  (wider GEMMs); beyond, as four convs, interleaved.
+  """
   b, h, w, _ = x_BxHxWxC.shape
   features = kernel_4x4xCxF.shape[-1]
+  if features <= FUSED_PHASE_FEATURES:
+    return _fused_phase_conv_transpose(x_BxHxWxC, kernel_4x4xCxF, precision)
   conv = narrow_conv if features <= NARROW_FEATURES else _stride1_conv
   rows = []
   for ry in (0, 1):
@@ -79,6 +88,27 @@ def phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
     rows.append(jnp.stack(cols, axis=3))  # B x H x W x 2(rx) x F
   y_BxHx2xWx2xF = jnp.stack(rows, axis=2)
   return y_BxHx2xWx2xF.reshape(b, 2 * h, 2 * w, features)
+
+
+def _fused_phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
+                                precision: PrecisionLike = None) -> jax.Array:
+  """The four phases as one 2x2 conv over x padded by one, with (ry, rx, F) output features.
+
+  Phase (ry, rx) output t reads x_pad[t + ry + a] through kernel[ry + 2a] (as in
+  matmul_conv_transpose), so it is the wide conv's output at t + ry, in its (ry, rx) block. The
+  kernel gradient comes from per-tap GEMMs (narrow_conv): XLA:CPU's own is ~2x slower here.
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  features = kernel_4x4xCxF.shape[-1]
+  # kernel row ky = 2a + ry, col kx = 2bb + rx  ->  (a, bb) x C x (ry, rx, F)
+  kernel_2x2xCx4F = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 4, 1, 3, 5)
+                     .reshape(2, 2, c, 4 * features))
+  x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = narrow_conv(x_pad, kernel_2x2xCx4F, ((0, 0), (0, 0)), precision)
+  y_all = y.reshape(b, h + 1, w + 1, 2, 2, features)
+  rows = [jnp.stack([y_all[:, ry:ry + h, rx:rx + w, ry, rx] for rx in (0, 1)], axis=3)
+          for ry in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, features)
 
 
 def matmul_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
@@ -116,7 +146,11 @@ def _stride1_conv(x: jax.Array, kernel: jax.Array, padding: Padding,
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def narrow_conv(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, padding: Padding,
                 precision: PrecisionLike = None) -> jax.Array:
-  """A stride-1 conv whose kernel gradient is one (F x C) GEMM per tap (for F of a few)."""
+  """A stride-1 conv whose kernel gradient is one (F x C) GEMM per tap.
+
+  Faster than XLA:CPU's kernel gradient for few output features (F of a few) and for the wide
+  fused phase conv of a transposed conv.
+  """
   return _stride1_conv(x_BxHxWxC, kernel_KxKxCxF, padding, precision)
 
 
