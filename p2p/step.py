@@ -92,7 +92,7 @@ def multi_step(state: TrainState, batches: dict[str, jax.Array], *, nets: Networ
 
   One dispatch for K steps: on a GPU at batch 1 the per-step launch overhead otherwise rivals
   the step itself. unroll=True traces the K steps as straight-line code instead of a loop:
-  XLA:CPU runs a step inside a while loop several times slower (measured 5.7x at 128 px,
+  XLA:CPU runs a step inside a while loop several times slower (measured 3x at 64 px,
   benchmarks/README.md), so compile_step unrolls on CPU.
   """
   step = functools.partial(train_step, nets=nets, optim=optim)
