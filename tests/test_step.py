@@ -1,5 +1,8 @@
 """The train step: golden values after one step, no recompilation, schedule, state layout."""
 
+import functools
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +15,7 @@ from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
 from p2p.state import (TrainState, build_networks, count_params, create_train_state,
                        learning_rate_schedule)
-from p2p.step import METRICS, compile_step
+from p2p.step import METRICS, compile_step, multi_step
 
 
 def tiny_config(**top):
@@ -146,9 +149,6 @@ def test_step_equals_a_naive_two_pass_reference(setup):
 @pytest.mark.parametrize("unroll", [False, True])
 def test_multi_step_equals_single_steps(setup, unroll):
   """K steps per call, as a loop (the GPU form) or unrolled (the CPU form): same as K calls."""
-  import functools
-
-  from p2p.step import multi_step
   config, mesh, nets, step = setup
   batches = [_batch(s) for s in (4, 5)]
   state = create_train_state(nets, config, mesh)
@@ -166,8 +166,6 @@ def test_multi_step_equals_single_steps(setup, unroll):
 
 def test_state_is_updated_in_place_without_copies(setup):
   """On CPU the step compiles with copy-insertion region analysis: no copy of the donated state."""
-  import re
-
   config, mesh, nets, step = setup
   state = create_train_state(nets, config, mesh)
   lowered = step.lower(state, parallel.global_batch(_batch(), mesh))
