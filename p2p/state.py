@@ -109,8 +109,9 @@ def create_train_state(nets: Networks, config: TrainConfig, mesh: jax.sharding.M
 
 
 def abstract_state(nets: Networks, image_size: int) -> TrainState:
-  """Shapes and dtypes of a TrainState, without computing one (for restoring)."""
-  return jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size))
+  """Shapes and dtypes of create_train_state's TrainState, without computing one."""
+  abstract = jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size))
+  return abstract.replace(rng=jax.eval_shape(jax.random.PRNGKey, 0))  # a raw uint32 key
 
 
 def count_params(tree: Any) -> int:

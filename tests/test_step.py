@@ -13,9 +13,9 @@ from configs import base
 from p2p import parallel
 from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
-from p2p.state import (TrainState, build_networks, count_params, create_train_state,
-                       learning_rate_schedule)
-from p2p.step import METRICS, compile_step, multi_step
+from p2p.state import (TrainState, abstract_state, build_networks, count_params,
+                       create_train_state, learning_rate_schedule)
+from p2p.step import METRICS, compile_step, multi_step, precompile
 
 
 def tiny_config(**top):
@@ -65,6 +65,23 @@ def test_one_step_golden_values(setup):
   assert int(state.step) == 1
   assert float(jnp.abs(state.g.params["up_1"]["conv"]["kernel"]).sum()) == pytest.approx(
       GOLDEN_G_KERNEL_ABS_SUM, rel=2e-4)
+
+
+def test_step_compiled_before_any_state_runs_on_a_fresh_state(setup):
+  """Training compiles from abstract shapes first (lower peak memory): they must match exactly."""
+  config, mesh, nets, step = setup
+  abstract = parallel.with_sharding(abstract_state(nets, 32), parallel.replicated(mesh))
+  fresh = create_train_state(nets, config, mesh)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
+      lambda a: (a.shape, a.dtype), fresh)
+  early = precompile(step, abstract, config, mesh)
+  batch = parallel.global_batch(_batch(), mesh)
+  got_state, got = early(fresh, batch)
+  got_state, got = early(got_state, batch)  # its output feeds it again
+  want_state, want = step(step(create_train_state(nets, config, mesh), batch)[0], batch)
+  for k in METRICS:
+    assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5), k
+  assert int(got_state.step) == int(want_state.step) == 2
 
 
 def test_step_does_not_recompile(setup):
