@@ -7,11 +7,13 @@ import tempfile
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One compilation cache per test session (subprocesses too): tests that build the same tiny
-# model compile it once. It starts empty, so nothing carries over between sessions.
-_JAX_CACHE = tempfile.mkdtemp(prefix="p2p-test-jax-cache-")
-atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+# One compilation cache per test session (subprocesses and pytest-xdist workers too, which
+# inherit it from the process that made it): tests that build the same tiny model compile it
+# once. It starts empty, so nothing carries over between sessions.
+if not ("PYTEST_XDIST_WORKER" in os.environ and os.environ.get("P2P_TEST_JAX_CACHE")):
+  os.environ["P2P_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="p2p-test-jax-cache-")
+  atexit.register(shutil.rmtree, os.environ["P2P_TEST_JAX_CACHE"], ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["P2P_TEST_JAX_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
