@@ -15,7 +15,7 @@ from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
 from p2p.state import (TrainState, abstract_state, build_networks, count_params,
                        create_train_state, learning_rate_schedule)
-from p2p.step import METRICS, compile_step, multi_step, precompile
+from p2p.step import METRICS, compile_step, multi_step
 
 
 def tiny_config(**top):
@@ -67,21 +67,11 @@ def test_one_step_golden_values(setup):
       GOLDEN_G_KERNEL_ABS_SUM, rel=2e-4)
 
 
-def test_step_compiled_before_any_state_runs_on_a_fresh_state(setup):
-  """Training compiles from abstract shapes first (lower peak memory): they must match exactly."""
-  config, mesh, nets, step = setup
-  abstract = parallel.with_sharding(abstract_state(nets, 32), parallel.replicated(mesh))
-  fresh = create_train_state(nets, config, mesh)
-  assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
-      lambda a: (a.shape, a.dtype), fresh)
-  early = precompile(step, abstract, config, mesh)
-  batch = parallel.global_batch(_batch(), mesh)
-  got_state, got = early(fresh, batch)
-  got_state, got = early(got_state, batch)  # its output feeds it again
-  want_state, want = step(step(create_train_state(nets, config, mesh), batch)[0], batch)
-  for k in METRICS:
-    assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5), k
-  assert int(got_state.step) == int(want_state.step) == 2
+def test_abstract_state_matches_a_fresh_state(setup):
+  """Checkpoints restore into abstract_state: its shapes and dtypes (the raw key too) must match."""
+  config, mesh, nets, _ = setup
+  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)  # noqa: E731
+  assert shapes(abstract_state(nets, 32)) == shapes(create_train_state(nets, config, mesh))
 
 
 def test_step_does_not_recompile(setup):
