@@ -58,37 +58,35 @@ def call_flops(compiled) -> float:
   return float(cost.get("flops", float("nan")))
 
 
-def step_flops(nets, config, mesh, state, args: argparse.Namespace) -> float:
+def step_flops(nets, config, mesh, abstract) -> float:
   """FLOPs of one single step (XLA counts a scan's body once, not once per iteration)."""
-  from p2p import parallel
-  from p2p.step import compile_step
-  x = np.zeros((args.batch, args.size, args.size, 3), np.float32)
-  batch = parallel.global_batch({"input": x, "target": x}, mesh)
-  return call_flops(compile_step(nets, config, mesh).lower(state, batch).compile())
+  from p2p.step import compile_step, precompile
+  return call_flops(precompile(compile_step(nets, config, mesh), abstract, config, mesh))
 
 
 def measure(args: argparse.Namespace) -> dict:
-  """Compiles the step, times it, and reads XLA's FLOP count."""
+  """Compiles the step before the state exists (as training does), times it, counts FLOPs."""
   from p2p import hostmem, parallel
-  from p2p.state import build_networks, create_train_state
-  from p2p.step import compile_step
+  from p2p.state import abstract_state, build_networks, create_train_state
+  from p2p.step import compile_step, precompile
   config = make_config(args)
   mesh = parallel.make_mesh()
   nets = build_networks(config, steps_per_epoch=1000)
-  state = create_train_state(nets, config, mesh)
-  rng = np.random.default_rng(0)
+  abstract = parallel.with_sharding(abstract_state(nets, args.size), parallel.replicated(mesh))
   k = args.steps_per_call
+  start = time.perf_counter()
+  step = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k)
+  compile_s = time.perf_counter() - start
+  compile_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  hostmem.trim_heap()  # as the training loop does after compiling
+  flops = step_flops(nets, config, mesh, abstract) if k > 1 else call_flops(step)
+  state = create_train_state(nets, config, mesh)
+  hostmem.trim_heap()
+  rng = np.random.default_rng(0)
   shape = (args.batch, args.size, args.size, 3) if k == 1 else (k, args.batch, args.size,
                                                                  args.size, 3)
   x = rng.uniform(-1, 1, shape).astype(np.float32)
   batch = parallel.global_batch({"input": x, "target": np.tanh(2 * x)}, mesh, stacked=k > 1)
-  step = compile_step(nets, config, mesh, k)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_s = time.perf_counter() - start
-  compile_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  hostmem.trim_heap()  # as the training loop does after its first step
-  flops = step_flops(nets, config, mesh, state, args) if k > 1 else call_flops(compiled)
   for _ in range(args.warmup):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)

@@ -115,3 +115,26 @@ def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh,
   fn = functools.partial(fn, nets=nets, optim=config.optim)
   return jax.jit(fn, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0,
                  compiler_options=CPU_COMPILER_OPTIONS if on_cpu else None)
+
+
+def abstract_batch(config: TrainConfig, mesh: jax.sharding.Mesh, steps: int = 1
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes, dtypes and shardings of the global batch one call of the step takes."""
+  size = config.data.image_size
+  shape = (config.batch_size, size, size, 3)
+  stacked = steps > 1
+  sharding = parallel.batch_sharding(mesh, stacked=stacked)
+  spec = jax.ShapeDtypeStruct((steps, *shape) if stacked else shape, jnp.float32,
+                              sharding=sharding)
+  return {"input": spec, "target": spec}
+
+
+def precompile(step: Callable, state: Any, config: TrainConfig, mesh: jax.sharding.Mesh,
+               steps: int = 1) -> Callable:
+  """Compiles a compile_step function for abstract `state` before any real state exists.
+
+  XLA's scratch while compiling the full-size CPU step (~1 GB) then never coexists with the
+  state's buffers (0.66 GB at ngf 64), which lowers the run's peak memory. The result is
+  called like the step; its inputs must match `state` and the batch exactly.
+  """
+  return step.lower(state, abstract_batch(config, mesh, steps)).compile()

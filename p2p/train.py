@@ -24,7 +24,7 @@ from p2p.images import triplets
 from p2p.inference import Generator, sample
 from p2p.preemption import PreemptionGuard
 from p2p.state import TrainState, abstract_state, build_networks, create_train_state
-from p2p.step import compile_step
+from p2p.step import compile_step, precompile
 from p2p.writers import Writer, create_writer
 
 
@@ -163,13 +163,31 @@ def _schedule(config: TrainConfig, num_examples: int, local_batch: int) -> Sched
                   config.num_epochs)
 
 
+def _abstract_start(config: TrainConfig, nets: Any, mesh: Any) -> TrainState:
+  """Sharded shapes of the state the run starts from (a fresh one or the newest checkpoint)."""
+  return parallel.with_sharding(abstract_state(nets, config.data.image_size),
+                                parallel.replicated(mesh))
+
+
+def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainState
+                   ) -> tuple[Callable, Callable | None]:
+  """The single step and (steps_per_call > 1) the K-step call, compiled before any state exists.
+
+  Then hands the compiler's scratch back to the OS, so the state's buffers reuse those pages.
+  """
+  k = config.steps_per_call
+  step = precompile(compile_step(nets, config, mesh), abstract, config, mesh)
+  multi = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k) if k > 1 else (
+      None)
+  hostmem.trim_heap()
+  return step, multi
+
+
 def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpointer,
-                       data_iter: Any, config_dict: dict) -> TrainState:
+                       data_iter: Any, config_dict: dict, abstract: TrainState) -> TrainState:
   """The newest checkpoint's state (and data position) if there is one, else a fresh state."""
   if ckpt.latest_step() is None:
     return create_train_state(nets, config, mesh)
-  abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
-                                    parallel.replicated(mesh))
   state, saved_config = ckpt.restore(abstract, data_iter=data_iter)
   _warn_config_changes(saved_config, config_dict)
   logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
@@ -194,20 +212,20 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
   config_dict = dataclasses.asdict(config)
   ckpt = Checkpointer(workdir, config.max_checkpoints_to_keep)
   try:
-    state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict)
-    if int(state.step) >= schedule.total_steps:
-      logging.info("%s already holds the final step %d; nothing to train.", workdir,
-                   int(state.step))
-      return RunResult(int(state.step), schedule.reason(int(state.step)), workdir,
-                       ckpt.latest_step(), [])
+    latest = ckpt.latest_step()
+    if latest is not None and latest >= schedule.total_steps:
+      logging.info("%s already holds the final step %d; nothing to train.", workdir, latest)
+      return RunResult(latest, schedule.reason(latest), workdir, latest, [])
+    abstract = _abstract_start(config, nets, mesh)
+    step_fn, multi = _compile_steps(config, nets, mesh, abstract)
+    state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict, abstract)
+    hostmem.trim_heap()  # and the initialiser's (or the restore's) scratch
     writer = create_writer(workdir, config.wandb, config_dict, resume_step=int(state.step),
                            is_main_process=jax.process_index() == 0)
     validate = Validator(config, nets.generator, writer)
     try:
-      multi = (compile_step(nets, config, mesh, config.steps_per_call)
-               if config.steps_per_call > 1 else None)
-      step, reason = _loop(config, schedule, state, data_iter, compile_step(nets, config, mesh),
-                           multi, validate, writer, mesh,
+      step, reason = _loop(config, schedule, state, data_iter, step_fn, multi, validate, writer,
+                           mesh,
                            lambda step, state: ckpt.save(step, state, data_iter, config_dict),
                            on_step, progress)
       distributed.barrier("p2p_train_end")
@@ -247,7 +265,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
   logger = MetricsLogger(writer, config.log_every_steps, config.batch_size)
   if step == 0:
     validate(state, step, 0.0)  # the untrained baseline: every run shows how far val L1 fell
-  reason, pending, compiled = "preempted", None, False
+  reason, pending = "preempted", None
   with PreemptionGuard() as guard, _progress(progress and jax.process_index() == 0) as bar:
     task = bar.add_task("train", total=schedule.total_steps, completed=step,
                         epoch=step // spe + 1, speed=0.0, losses="")
@@ -259,10 +277,6 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
         else:
           batches = _stack([next(data_iter) for _ in range(n)])
           state, metrics = multi_step_fn(state, parallel.global_batch(batches, mesh, True))
-        if not compiled:  # the first call compiled the step: free the compiler's scratch
-          jax.block_until_ready(metrics)
-          hostmem.trim_heap()
-          compiled = True
         step += n
         if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)

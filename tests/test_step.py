@@ -15,7 +15,7 @@ from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
 from p2p.state import (TrainState, abstract_state, build_networks, count_params,
                        create_train_state, learning_rate_schedule)
-from p2p.step import METRICS, compile_step, multi_step
+from p2p.step import METRICS, compile_step, multi_step, precompile
 
 
 def tiny_config(**top):
@@ -72,6 +72,19 @@ def test_abstract_state_matches_a_fresh_state(setup):
   config, mesh, nets, _ = setup
   shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)  # noqa: E731
   assert shapes(abstract_state(nets, 32)) == shapes(create_train_state(nets, config, mesh))
+
+
+def test_step_compiled_before_any_state_runs_on_fresh_and_later_states(setup):
+  """Training compiles from abstract shapes first (lower peak memory), then runs that program."""
+  config, mesh, nets, step = setup
+  abstract = parallel.with_sharding(abstract_state(nets, 32), parallel.replicated(mesh))
+  early = precompile(step, abstract, config, mesh)
+  batch = parallel.global_batch(_batch(), mesh)
+  got_state, got = early(*early(create_train_state(nets, config, mesh), batch)[:1], batch)
+  want_state, want = step(step(create_train_state(nets, config, mesh), batch)[0], batch)
+  for k in METRICS:
+    assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5), k
+  assert int(got_state.step) == int(want_state.step) == 2
 
 
 def test_step_does_not_recompile(setup):
