@@ -177,8 +177,9 @@ def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainSta
   """
   k = config.steps_per_call
   step = precompile(compile_step(nets, config, mesh), abstract, config, mesh)
-  multi = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k) if k > 1 else (
-      None)
+  multi = None
+  if k > 1:
+    multi = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k)
   hostmem.trim_heap()
   return step, multi
 
