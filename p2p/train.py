@@ -163,12 +163,6 @@ def _schedule(config: TrainConfig, num_examples: int, local_batch: int) -> Sched
                   config.num_epochs)
 
 
-def _abstract_start(config: TrainConfig, nets: Any, mesh: Any) -> TrainState:
-  """Sharded shapes of the state the run starts from (a fresh one or the newest checkpoint)."""
-  return parallel.with_sharding(abstract_state(nets, config.data.image_size),
-                                parallel.replicated(mesh))
-
-
 def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainState
                    ) -> tuple[Callable, Callable | None]:
   """The single step and (steps_per_call > 1) the K-step call, compiled before any state exists.
@@ -217,7 +211,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
     if latest is not None and latest >= schedule.total_steps:
       logging.info("%s already holds the final step %d; nothing to train.", workdir, latest)
       return RunResult(latest, schedule.reason(latest), workdir, latest, [])
-    abstract = _abstract_start(config, nets, mesh)
+    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
+                                      parallel.replicated(mesh))  # fresh or restored
     step_fn, multi = _compile_steps(config, nets, mesh, abstract)
     state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict, abstract)
     hostmem.trim_heap()  # and the initialiser's (or the restore's) scratch
