@@ -106,9 +106,13 @@ class OptimConfig:
   l1_weight: float = 100.0
   gan_weight: float = 1.0
   disc_loss_weight: float = 1.0
+  ema_decay: float = 0.0
 
   def __post_init__(self):
     _choice("optim.schedule", self.schedule, SCHEDULES)
+    if not 0 <= self.ema_decay < 1:
+      raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1): 0 turns the "
+                        f"generator's weight average off, 0.999 averages ~1000 steps.")
     _choice("optim.gan_mode", self.gan_mode, GAN_MODES)
     if self.learning_rate <= 0:
       raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")

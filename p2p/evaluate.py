@@ -28,8 +28,11 @@ _PROTOCOL = flags.DEFINE_list("protocol", ["patches"], f"Comma list of {PROTOCOL
 _BASELINE = flags.DEFINE_list("baseline", list(BASELINES),
                               f"Comma list of {BASELINES}, or 'none'.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest.")
-_NORM = flags.DEFINE_enum("norm", "batch", ["batch", "running"],
-                          "batch: per-image statistics + dropout (paper); running: eval mode.")
+_NORM = flags.DEFINE_enum("norm", "batch", ["batch", "nodropout", "running"],
+                          "batch: per-image statistics + dropout (paper); nodropout: the same "
+                          "without dropout; running: eval mode.")
+_EMA = flags.DEFINE_bool("ema", True, "Score the averaged generator weights of a run trained "
+                         "with optim.ema_decay > 0 (--noema: the raw weights).")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed for dropout.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Side of the scored tiles/resized images, "
                                    "px; 0 = the run's data.image_size. The seed protocols use "
@@ -69,7 +72,7 @@ def main(argv: list[str]) -> None:
              f"{BASELINES} or none.")
   from p2p.fid import FidWeightsMissing
   try:
-    gen = p2p.load(_WORKDIR.value, _STEP.value)
+    gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
     if _IMAGE_SIZE.value:
       gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
     data_dir = _DATA_DIR.value or gen.data_dir
@@ -87,6 +90,7 @@ def main(argv: list[str]) -> None:
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
           "n_pairs": len(pairs.names), "image_size": gen.image_size, "norm": _NORM.value,
+          "ema": gen.ema,
           "seed": _SEED.value,
           "fid_weights": _FID_WEIGHTS.value or ("found" if fid_params is not None else "off")}
   summary = report.write_all(out, results, meta, gallery_size=_GALLERY.value)

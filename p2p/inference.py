@@ -9,6 +9,7 @@ Normalization at inference (`norm`):
   pix2pix paper's test-time setting (it trains and tests at batch 1, so its generator has only
   ever seen per-image statistics; running averages of batch-1 statistics are a poor fit).
   Statistics are per image, so an image's output never depends on the rest of the batch.
+- "nodropout": per-image statistics as in "batch", but dropout off (deterministic).
 - "running": eval mode: BatchNorm running averages, no dropout (deterministic without a key).
 Outputs are deterministic for a given PRNG key (default key 0).
 """
@@ -34,7 +35,7 @@ from p2p.images import to_uint8
 from p2p.models import UNetGenerator
 from p2p.state import abstract_state, build_networks
 
-NORM_MODES = ("batch", "running")
+NORM_MODES = ("batch", "nodropout", "running")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +48,14 @@ class Generator:
   direction: str = "map_to_satellite"
   step: int = 0
   data_dir: str = ""  # the dataset the run trained on (evaluation's default)
+  ema: bool = False  # variables hold the run's averaged weights (optim.ema_decay > 0)
 
 
-def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
-  """The generator of a run folder's newest checkpoint (or of `step`)."""
+def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) -> Generator:
+  """The generator of a run folder's newest checkpoint (or of `step`).
+
+  A run trained with optim.ema_decay > 0 gives its averaged weights unless ema=False.
+  """
   ckpt = Checkpointer(workdir)
   try:
     steps = ckpt.all_steps()
@@ -68,9 +73,11 @@ def load(workdir: str | os.PathLike, step: int | None = None) -> Generator:
     state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
   finally:
     ckpt.close()
-  variables = {"params": state.g.params, "batch_stats": state.g.batch_stats}
+  ema = ema and state.g_ema is not None
+  variables = {"params": state.g_ema if ema else state.g.params,
+               "batch_stats": state.g.batch_stats}
   return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
-                   int(state.step), config.data.data_dir)
+                   int(state.step), config.data.data_dir, ema)
 
 
 def _as_float(batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
@@ -93,7 +100,7 @@ def _predict_fn(module: UNetGenerator, norm: str) -> Callable:
   def one(variables, x_HxWx3, rng):
     if norm == "running":
       return module.apply(variables, x_HxWx3[None], train=False, dropout=False)[0]
-    out, _ = module.apply(variables, x_HxWx3[None], train=True, dropout=True,
+    out, _ = module.apply(variables, x_HxWx3[None], train=True, dropout=norm == "batch",
                           rngs={"dropout": rng}, mutable=["batch_stats"])
     return out[0]
 

@@ -27,12 +27,16 @@ class NetState(struct.PyTreeNode):
 
 
 class TrainState(struct.PyTreeNode):
-  """Everything that changes during training, as one pytree (checkpointed whole)."""
+  """Everything that changes during training, as one pytree (checkpointed whole).
+
+  g_ema: an exponential moving average of G's parameters (optim.ema_decay > 0), else None.
+  """
 
   step: jax.Array
   rng: jax.Array
   g: NetState
   d: NetState
+  g_ema: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Networks:
   discriminator: nn.Module
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
+  ema_decay: float = 0.0  # > 0: the state also averages G's parameters
 
 
 def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
@@ -79,7 +84,7 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
                                      matmul_max_size=model.matmul_conv_max_size)
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)
   make_tx = lambda: optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
-  return Networks(generator, discriminator, make_tx(), make_tx())
+  return Networks(generator, discriminator, make_tx(), make_tx(), config.optim.ema_decay)
 
 
 def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -95,7 +100,8 @@ def init_state(nets: Networks, rng: jax.Array, image_size: int) -> TrainState:
   x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   g = _init_net(nets.generator, nets.g_tx, g_rng, x)
   d = _init_net(nets.discriminator, nets.d_tx, d_rng, jnp.concatenate([x, x], axis=-1))
-  return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, g=g, d=d)
+  g_ema = jax.tree.map(jnp.copy, g.params) if nets.ema_decay else None
+  return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, g=g, d=d, g_ema=g_ema)
 
 
 def create_train_state(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh) -> TrainState:
@@ -112,6 +118,12 @@ def abstract_state(nets: Networks, image_size: int) -> TrainState:
   """Shapes and dtypes of create_train_state's TrainState, without computing one."""
   abstract = jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size))
   return abstract.replace(rng=jax.eval_shape(jax.random.PRNGKey, 0))  # a raw uint32 key
+
+
+def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
+  """ema + (1 - d) (params - ema), d = min(decay, (1 + step) / (10 + step)) to skip the init."""
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e).astype(e.dtype), ema, params)
 
 
 def count_params(tree: Any) -> int:

@@ -13,7 +13,7 @@ import optax
 from p2p import parallel
 from p2p.config import OptimConfig, TrainConfig
 from p2p.losses import discriminator_loss, generator_loss
-from p2p.state import NetState, Networks, TrainState
+from p2p.state import NetState, Networks, TrainState, ema_update
 
 # XLA:CPU's copy insertion, unless it uses region analysis, cannot prove that Adam may update the
 # donated state in place, so every step first copied each first moment and some kernels (276 MiB
@@ -81,7 +81,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   (g_grads,) = g_vjp(fake_grad)
   g = _update(nets.g_tx, state.g, g_grads, g_stats)
   d = d.replace(batch_stats=d_stats)
-  new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d)
+  g_ema = (None if state.g_ema is None
+           else ema_update(state.g_ema, g.params, nets.ema_decay, state.step))
+  new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, g_ema=g_ema)
   return new_state, {**g_metrics, **d_metrics}
 
 

@@ -121,8 +121,9 @@ class Validator:
     if self.examples is None:
       return
     x, y = self.examples["input"], self.examples["target"]
-    gen = Generator(self.generator, {"params": state.g.params,
-                                     "batch_stats": state.g.batch_stats}, x.shape[1])
+    params = state.g.params if state.g_ema is None else state.g_ema  # what load() serves
+    gen = Generator(self.generator, {"params": params, "batch_stats": state.g.batch_stats},
+                    x.shape[1])
     fake = sample(gen, x, rng=jax.random.PRNGKey(self.config.seed), chunk=VAL_CHUNK)  # paper mode
     l1 = float(np.abs(fake - y).mean())
     self.history.append((step, l1))

@@ -72,6 +72,10 @@ def test_the_key_drives_dropout_in_batch_mode_only():
                 - p2p.sample(gen, maps, rng=two)).max() > 0
   np.testing.assert_array_equal(p2p.sample(gen, maps, rng=one, norm="running"),
                                 p2p.sample(gen, maps, rng=two, norm="running"))
+  # nodropout: the same per-image statistics as batch mode, the key no longer matters.
+  no_drop = p2p.sample(gen, maps, rng=one, norm="nodropout")
+  np.testing.assert_array_equal(no_drop, p2p.sample(gen, maps, rng=two, norm="nodropout"))
+  assert np.abs(no_drop.astype(int) - p2p.sample(gen, maps, rng=one, norm="running")).max() > 0
 
 
 def test_running_norm_is_eval_mode(gen):

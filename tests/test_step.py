@@ -13,7 +13,7 @@ from configs import base
 from p2p import parallel
 from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
-from p2p.state import (TrainState, abstract_state, build_networks, count_params,
+from p2p.state import (TrainState, abstract_state, build_networks, count_params, ema_update,
                        create_train_state, learning_rate_schedule)
 from p2p.step import METRICS, compile_step, multi_step, precompile
 
@@ -85,6 +85,16 @@ def test_step_compiled_before_any_state_runs_on_fresh_and_later_states(setup):
   for k in METRICS:
     assert float(got[k]) == pytest.approx(float(want[k]), rel=1e-5), k
   assert int(got_state.step) == int(want_state.step) == 2
+
+
+def test_ema_update_skips_the_init_then_averages_with_the_decay():
+  ema, params = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
+  # d = min(decay, (1 + step) / (10 + step)): 0.1 at step 0, the decay once steps pass ~10^4.
+  np.testing.assert_allclose(ema_update(ema, params, 0.999, jnp.int32(0))["w"], 0.9, rtol=1e-6)
+  np.testing.assert_allclose(ema_update(ema, params, 0.999, jnp.int32(10**6))["w"], 0.001,
+                             rtol=1e-4)
+  half = ema_update({"w": jnp.full(3, 2.0)}, {"w": jnp.full(3, 4.0)}, 0.5, jnp.int32(100))
+  np.testing.assert_allclose(half["w"], 3.0)
 
 
 def test_step_does_not_recompile(setup):

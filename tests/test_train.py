@@ -110,6 +110,32 @@ def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
   assert [r["step"] for r in rows if "l1_loss" in r] == [1, 2, 3, 4]  # no step lost or doubled
 
 
+def test_ema_run_resumes_exactly_trains_as_without_and_serves_the_average(straight, maps,
+                                                                          tmp_path):
+  """optim.ema_decay only adds an average: same raw weights, resumable, served by load()."""
+  import p2p
+  config = make_config(maps, max_steps=4, **{"optim.ema_decay": 0.5})
+
+  def preempt(step):
+    if step == 2:
+      signal.raise_signal(signal.SIGTERM)
+
+  assert train_and_evaluate(config, tmp_path / "a", on_step=preempt, progress=False).step == 2
+  assert train_and_evaluate(config, tmp_path / "a", progress=False).step == 4
+  assert train_and_evaluate(config, tmp_path / "b", progress=False).step == 4
+  resumed, _ = final_params(config, tmp_path / "a")
+  assert_trees_equal(resumed, final_params(config, tmp_path / "b")[0])
+  plain, _ = final_params(straight[0], straight[1])
+  assert plain.g_ema is None
+  assert_trees_equal(resumed.replace(g_ema=None), plain)  # training itself is unchanged
+  assert not np.allclose(resumed.g_ema["up_1"]["conv"]["kernel"],
+                         resumed.g.params["up_1"]["conv"]["kernel"])
+  served, raw = p2p.load(tmp_path / "a"), p2p.load(tmp_path / "a", ema=False)
+  assert served.ema and not raw.ema
+  assert_trees_equal(served.variables["params"], resumed.g_ema)
+  assert_trees_equal(raw.variables["params"], resumed.g.params)
+
+
 def test_finished_run_is_not_trained_again(straight, maps, tmp_path):
   config, _, _ = straight
   result = train_and_evaluate(make_config(maps, num_epochs=1), tmp_path, progress=False)
