@@ -72,7 +72,6 @@ def main() -> None:
   args = parser.parse_args()
   from p2p import cli
   cli.use_hugepage_malloc()
-  cli.use_memory_scheduler()
   cli.import_configs_from_anywhere()
   from absl import flags
   flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
@@ -88,8 +87,7 @@ def main() -> None:
             "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
   train_step.report(result, args.json)
 
 

@@ -116,7 +116,6 @@ def measure(args: argparse.Namespace) -> dict:
       "backend": jax.default_backend(), "devices": jax.device_count(),
       "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "compilation_cache": bool(jax.config.jax_compilation_cache_dir),
   }
 
@@ -142,7 +141,6 @@ def main() -> None:
   args = parser.parse_args()
   from p2p import cli
   cli.use_hugepage_malloc()
-  cli.use_memory_scheduler()
   cli.import_configs_from_anywhere()
   cli.use_compilation_cache(args.compilation_cache_dir)
   report(measure(args), args.json)

@@ -16,7 +16,6 @@ from absl import logging as absl_logging
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HUGEPAGE_MALLOC = "glibc.malloc.hugetlb=1"
 NO_MALLOC_TUNING = "P2P_NO_MALLOC_TUNING"
-SCHEDULER_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
 
 
 def use_hugepage_malloc() -> None:
@@ -35,19 +34,6 @@ def use_hugepage_malloc() -> None:
   sys.stdout.flush()
   sys.stderr.flush()
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-
-
-def use_memory_scheduler() -> None:
-  """Tells XLA:CPU to schedule for memory, not concurrency (XLA_FLAGS; before jax starts).
-
-  With 2 cores the full-size step is as fast either way, but the concurrency-optimized
-  scheduler runs more convs at once, each with its own working memory: off, the process
-  peaks ~35 MiB lower at batch 1 and ~300 MiB at batch 4 (benchmarks/README.md). A value
-  already in XLA_FLAGS wins.
-  """
-  current = os.environ.get("XLA_FLAGS", "")
-  if SCHEDULER_FLAG not in current:
-    os.environ["XLA_FLAGS"] = " ".join(filter(None, [current, f"--{SCHEDULER_FLAG}=false"]))
 
 
 def import_configs_from_anywhere() -> None:

@@ -61,6 +61,5 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   cli.use_hugepage_malloc()
-  cli.use_memory_scheduler()
   cli.import_configs_from_anywhere()
   app.run(main, flags_parser=cli.parse_flags)
