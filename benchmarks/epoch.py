@@ -87,7 +87,8 @@ def main() -> None:
             "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
   train_step.report(result, args.json)
 
 

@@ -116,6 +116,7 @@ def measure(args: argparse.Namespace) -> dict:
       "backend": jax.default_backend(), "devices": jax.device_count(),
       "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "compilation_cache": bool(jax.config.jax_compilation_cache_dir),
   }
 
