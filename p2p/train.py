@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from p2p import distributed, hostmem, parallel
 from p2p.checkpoint import Checkpointer
-from p2p.config import TrainConfig
+from p2p.config import ConfigError, TrainConfig
 from p2p.data.errors import DataError
 from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
 from p2p.images import triplets
@@ -184,6 +184,11 @@ def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpoi
   """The newest checkpoint's state (and data position) if there is one, else a fresh state."""
   if ckpt.latest_step() is None:
     return create_train_state(nets, config, mesh)
+  saved_ema = float(ckpt.read_config().get("optim", {}).get("ema_decay", 0.0))
+  if bool(saved_ema) != bool(config.optim.ema_decay):
+    raise ConfigError(f"{ckpt.directory} was trained with optim.ema_decay={saved_ema}, so its "
+                      f"state {'has a' if saved_ema else 'has no'} weight average; resume with "
+                      f"--config.optim.ema_decay={saved_ema or 0} or start a new --workdir.")
   state, saved_config = ckpt.restore(abstract, data_iter=data_iter)
   _warn_config_changes(saved_config, config_dict)
   logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
