@@ -33,7 +33,7 @@ from p2p.config import train_config
 from p2p.data.transforms import tile_starts
 from p2p.images import to_uint8
 from p2p.models import UNetGenerator
-from p2p.state import abstract_state, build_networks
+from p2p.state import abstract_state, build_networks, generator_params
 
 NORM_MODES = ("batch", "nodropout", "running")
 
@@ -74,8 +74,7 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
   finally:
     ckpt.close()
   ema = ema and state.g_ema is not None
-  variables = {"params": state.g_ema if ema else state.g.params,
-               "batch_stats": state.g.batch_stats}
+  variables = {"params": generator_params(state, ema), "batch_stats": state.g.batch_stats}
   return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
                    int(state.step), config.data.data_dir, ema)
 

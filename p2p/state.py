@@ -123,7 +123,12 @@ def abstract_state(nets: Networks, image_size: int) -> TrainState:
 def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
   """ema + (1 - d) (params - ema), d = min(decay, (1 + step) / (10 + step)) to skip the init."""
   d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-  return jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e).astype(e.dtype), ema, params)
+  return jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), ema, params)
+
+
+def generator_params(state: TrainState, ema: bool = True) -> Any:
+  """G's weights to sample with: the average if the run keeps one (and ema), else the raw."""
+  return state.g_ema if ema and state.g_ema is not None else state.g.params
 
 
 def count_params(tree: Any) -> int:

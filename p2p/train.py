@@ -23,7 +23,8 @@ from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dat
 from p2p.images import triplets
 from p2p.inference import Generator, sample
 from p2p.preemption import PreemptionGuard
-from p2p.state import TrainState, abstract_state, build_networks, create_train_state
+from p2p.state import (TrainState, abstract_state, build_networks, create_train_state,
+                       generator_params)
 from p2p.step import compile_step, precompile
 from p2p.writers import Writer, create_writer
 
@@ -121,9 +122,8 @@ class Validator:
     if self.examples is None:
       return
     x, y = self.examples["input"], self.examples["target"]
-    params = state.g.params if state.g_ema is None else state.g_ema  # what load() serves
-    gen = Generator(self.generator, {"params": params, "batch_stats": state.g.batch_stats},
-                    x.shape[1])
+    gen = Generator(self.generator, {"params": generator_params(state),
+                                     "batch_stats": state.g.batch_stats}, x.shape[1])
     fake = sample(gen, x, rng=jax.random.PRNGKey(self.config.seed), chunk=VAL_CHUNK)  # paper mode
     l1 = float(np.abs(fake - y).mean())
     self.history.append((step, l1))
