@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   optim.l1_weight = 100.0                # lambda_L1 on |G(x) - y|
   optim.gan_weight = 1.0                 # lambda_GAN on G's adversarial loss; 0 = L1 only
   optim.disc_loss_weight = 1.0           # D loss = weight * (real + fake); PyTorch uses 0.5
+  optim.fm_weight = 0.0                  # > 0: pix2pixHD feature matching on D blocks (it uses 10)
   optim.ema_decay = 0.0                  # > 0: also keep an EMA of G's weights (used to sample)
 
   config.wandb = wandb = ml_collections.ConfigDict()

@@ -106,6 +106,7 @@ class OptimConfig:
   l1_weight: float = 100.0
   gan_weight: float = 1.0
   disc_loss_weight: float = 1.0
+  fm_weight: float = 0.0
   ema_decay: float = 0.0
 
   def __post_init__(self):
@@ -118,7 +119,7 @@ class OptimConfig:
       raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")
     if self.decay_epochs < 0:
       raise ConfigError(f"optim.decay_epochs={self.decay_epochs} must be >= 0.")
-    for name in ("l1_weight", "gan_weight"):
+    for name in ("l1_weight", "gan_weight", "fm_weight"):
       if getattr(self, name) < 0:
         raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 0.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -29,14 +31,36 @@ def l1_loss(fake: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.abs(fake.astype(jnp.float32) - target.astype(jnp.float32)).mean()
 
 
+def feature_matching_loss(fake_features: Sequence[jax.Array],
+                          real_features: Sequence[jax.Array]) -> jax.Array:
+  """pix2pixHD's loss: sum over D's blocks of mean |D_i(fake) - D_i(real)|, times 4 / #blocks.
+
+  The real pair's features are constants (no gradient); 4 / #blocks makes the 70x70 PatchGAN's
+  four blocks weigh 1 each, as in pix2pixHD.
+  """
+  if len(fake_features) != len(real_features) or not fake_features:
+    raise ValueError(f"feature matching needs the same nonzero number of D features for fake "
+                     f"and real pairs; got {len(fake_features)} and {len(real_features)}.")
+  total = sum(l1_loss(f, jax.lax.stop_gradient(r)) for f, r in zip(fake_features, real_features))
+  return total * (4.0 / len(fake_features))
+
+
 def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array, *,
-                   l1_weight: float = 100.0, gan_weight: float = 1.0, mode: str = "vanilla"
+                   l1_weight: float = 100.0, gan_weight: float = 1.0, mode: str = "vanilla",
+                   feature_matching: jax.Array | None = None, fm_weight: float = 0.0
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """gan_weight x GAN loss of fakes labelled real, plus l1_weight x L1 to the target."""
+  """gan_weight x GAN loss of fakes labelled real, plus l1_weight x L1 to the target.
+
+  With a feature_matching loss given, fm_weight x that is added (and reported).
+  """
   gan = gan_loss(fake_logits, True, mode)
   l1 = l1_loss(fake, target)
   total = gan_weight * gan + l1_weight * l1
-  return total, {"total_gen_loss": total, "fake_d_real_class_loss": gan, "l1_loss": l1}
+  metrics = {"fake_d_real_class_loss": gan, "l1_loss": l1}
+  if feature_matching is not None:
+    total = total + fm_weight * feature_matching
+    metrics["feature_matching_loss"] = feature_matching
+  return total, {"total_gen_loss": total, **metrics}
 
 
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, *, mode: str = "vanilla",

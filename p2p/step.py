@@ -12,7 +12,7 @@ import optax
 
 from p2p import parallel
 from p2p.config import OptimConfig, TrainConfig
-from p2p.losses import discriminator_loss, generator_loss
+from p2p.losses import discriminator_loss, feature_matching_loss, generator_loss
 from p2p.state import NetState, Networks, TrainState, ema_update
 
 # XLA:CPU's copy insertion, unless it uses region analysis, cannot prove that Adam may update the
@@ -27,10 +27,19 @@ METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_lo
 def _apply_d(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array
              ) -> tuple[jax.Array, Any]:
   """D logits of (input, output) pairs in train mode, and D's updated BatchNorm statistics."""
+  logits, stats, _ = _apply_d_features(nets, params, stats, x, y, features=False)
+  return logits, stats
+
+
+def _apply_d_features(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array,
+                      features: bool = True) -> tuple[jax.Array, Any, tuple[jax.Array, ...]]:
+  """As _apply_d, plus each D block's activation when features (else an empty tuple)."""
+  mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
   logits, updates = nets.discriminator.apply(
       {"params": params, "batch_stats": stats}, jnp.concatenate([x, y], axis=-1), train=True,
-      mutable=["batch_stats"])
-  return logits, updates.get("batch_stats", stats)
+      mutable=mutable)
+  feats = tuple(updates["intermediates"]["features"]) if features else ()
+  return logits, updates.get("batch_stats", stats), feats
 
 
 def _update(tx: optax.GradientTransformation, net: NetState, grads: Any, stats: Any) -> NetState:
@@ -71,10 +80,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
       state.d.params)
   d = _update(nets.d_tx, state.d, d_grads, d_stats)
 
+  use_fm = optim.fm_weight > 0
+  # The real pair's D features under the updated D (its BatchNorm statistics are not kept).
+  real_feats = (_apply_d_features(nets, d.params, d.batch_stats, x, y)[2] if use_fm else ())
+
   def g_loss_fn(fake):
-    fake_logits, stats = _apply_d(nets, d.params, d.batch_stats, x, fake)
+    fake_logits, stats, fake_feats = _apply_d_features(nets, d.params, d.batch_stats, x, fake,
+                                                       features=use_fm)
+    fm = feature_matching_loss(fake_feats, real_feats) if use_fm else None
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
-                                   gan_weight=optim.gan_weight, mode=optim.gan_mode)
+                                   gan_weight=optim.gan_weight, mode=optim.gan_mode,
+                                   feature_matching=fm, fm_weight=optim.fm_weight)
     return loss, (metrics, stats)
 
   (_, (g_metrics, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

@@ -2,11 +2,13 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p.losses import discriminator_loss, gan_loss, generator_loss, l1_loss
+from p2p.losses import (discriminator_loss, feature_matching_loss, gan_loss, generator_loss,
+                       l1_loss)
 
 
 def test_vanilla_gan_loss_by_hand():
@@ -51,3 +53,21 @@ def test_discriminator_loss_is_real_plus_fake():
   half, _ = discriminator_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), weight=0.5)
   assert float(half) == pytest.approx(math.log(2))
   assert set(m) == {"total_disc_loss", "real_d_loss", "fake_d_loss"}
+
+
+def test_feature_matching_is_pix2pixhd_weighted_l1_on_d_features_by_hand():
+  fake = [jnp.full((1, 4, 4, 2), 1.0), jnp.full((1, 2, 2, 3), -1.0)]
+  real = [jnp.full((1, 4, 4, 2), 0.5), jnp.full((1, 2, 2, 3), 1.0)]
+  # (0.5 + 2.0) x 4 / 2 blocks.
+  assert float(feature_matching_loss(fake, real)) == pytest.approx(5.0)
+  assert float(feature_matching_loss(real, real)) == 0.0
+  with pytest.raises(ValueError, match="same nonzero number"):
+    feature_matching_loss(fake, real[:1])
+  # Gradients reach the fake features only.
+  g_fake, g_real = jax.grad(lambda f, r: feature_matching_loss(f, r), argnums=(0, 1))(fake, real)
+  assert float(jnp.abs(g_fake[0]).sum()) > 0 and float(jnp.abs(g_real[0]).sum()) == 0.0
+  target = jnp.zeros((1, 2))
+  total, m = generator_loss(jnp.zeros((1, 2, 2, 1)), target, target, feature_matching=jnp.array(
+      0.25), fm_weight=10.0)
+  assert float(total) == pytest.approx(math.log(2) + 2.5)
+  assert float(m["feature_matching_loss"]) == pytest.approx(0.25)

@@ -132,48 +132,63 @@ GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_los
 GOLDEN_G_KERNEL_ABS_SUM = 12.024029
 
 
-def test_step_equals_a_naive_two_pass_reference(setup):
+def _reference_update(nets, state, x, y, fm_weight=0.0):
+  """Plain grads: G forward, D update, then G update via the new D (pix2pixHD FM if weighted)."""
+  rng = jax.random.fold_in(state.rng, state.step)
+
+  def g_apply(params):
+    return nets.generator.apply({"params": params, "batch_stats": state.g.batch_stats}, x,
+                                train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
+
+  def d_apply(params, stats, out):
+    logits, m = nets.discriminator.apply({"params": params, "batch_stats": stats},
+                                         jnp.concatenate([x, out], -1), train=True,
+                                         mutable=["batch_stats", "intermediates"])
+    return logits, m["batch_stats"], m["intermediates"]["features"]
+
+  fake = g_apply(state.g.params)
+
+  def d_loss(params):
+    fake_logits, stats, _ = d_apply(params, state.d.batch_stats, fake)
+    real_logits, stats, _ = d_apply(params, stats, y)
+    return discriminator_loss(real_logits, fake_logits)[0], stats
+
+  d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
+  d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
+  d_params = optax.apply_updates(state.d.params, d_upd)
+  real_feats = d_apply(d_params, d_stats, y)[2]
+
+  def g_loss(params):
+    out = g_apply(params)
+    logits, _, feats = d_apply(d_params, d_stats, out)
+    fm = sum(jnp.abs(f - r).mean() for f, r in zip(feats, real_feats)) * 4 / len(feats)
+    return generator_loss(logits, out, y)[0] + fm_weight * fm
+
+  g_grads = jax.grad(g_loss)(state.g.params)
+  g_upd, _ = nets.g_tx.update(g_grads, state.g.opt_state, state.g.params)
+  return optax.apply_updates(state.g.params, g_upd), d_params
+
+
+@pytest.mark.parametrize("fm_weight", [0.0, 10.0])
+def test_step_equals_a_naive_two_pass_reference(setup, fm_weight):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D."""
   config, mesh, nets, step = setup
+  if fm_weight:
+    config = tiny_config(batch_size=2, **{"optim": {**base.get_config().optim.to_dict(),
+                                                    "fm_weight": fm_weight}})
+    step = compile_step(nets, config, mesh)
   state = create_train_state(nets, config, mesh)
   batch = _batch(3)
-
-  @jax.jit
-  def reference(state, x, y):
-    rng = jax.random.fold_in(state.rng, state.step)
-
-    def g_apply(params):
-      return nets.generator.apply({"params": params, "batch_stats": state.g.batch_stats}, x,
-                                  train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
-
-    def d_apply(params, stats, out):
-      return nets.discriminator.apply({"params": params, "batch_stats": stats},
-                                      jnp.concatenate([x, out], -1), train=True,
-                                      mutable=["batch_stats"])
-
-    fake = g_apply(state.g.params)
-
-    def d_loss(params):
-      fake_logits, m = d_apply(params, state.d.batch_stats, fake)
-      real_logits, m = d_apply(params, m["batch_stats"], y)
-      return discriminator_loss(real_logits, fake_logits)[0], m["batch_stats"]
-
-    d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
-    d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
-    d_params = optax.apply_updates(state.d.params, d_upd)
-
-    def g_loss(params):
-      out = g_apply(params)
-      return generator_loss(d_apply(d_params, d_stats, out)[0], out, y)[0]
-
-    g_grads = jax.grad(g_loss)(state.g.params)
-    g_upd, _ = nets.g_tx.update(g_grads, state.g.opt_state, state.g.params)
-    return optax.apply_updates(state.g.params, g_upd), d_params
-
+  reference = jax.jit(functools.partial(_reference_update, nets, fm_weight=fm_weight))
   g_params, d_params = reference(state, batch["input"], batch["target"])
-  new, _ = step(state, parallel.global_batch(batch, mesh))
+  if fm_weight:
+    plain = reference(state, batch["input"], batch["target"], fm_weight=0.0)[0]
+  new, metrics = step(state, parallel.global_batch(batch, mesh))
+  assert ("feature_matching_loss" in metrics) == bool(fm_weight)
   for want, got in ((g_params, new.g.params), (d_params, new.d.params)):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
+  if fm_weight:  # the loss changes G's update, so the comparison above can fail
+    assert not np.allclose(plain["up_1"]["conv"]["kernel"], new.g.params["up_1"]["conv"]["kernel"])
 
 
 @pytest.mark.parametrize("unroll", [False, True])

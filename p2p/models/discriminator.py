@@ -1,4 +1,8 @@
-"""PatchGAN discriminators chosen by receptive field (PyTorch NLayer/PixelDiscriminator)."""
+"""PatchGAN discriminators chosen by receptive field (PyTorch NLayer/PixelDiscriminator).
+
+Each block's activation is sown into the "intermediates" collection as "features" (a no-op
+unless that collection is mutable), for pix2pixHD's feature-matching loss.
+"""
 
 from __future__ import annotations
 
@@ -71,17 +75,21 @@ class PatchDiscriminator(nn.Module):
     """NLayerDiscriminator: n_layers stride-2 convs, then two stride-1 convs."""
     bias = use_bias(self.norm)
     x = nn.leaky_relu(self._conv(self.ndf, 4, 2, True, "conv_0")(x), 0.2)
+    self.sow("intermediates", "features", x)
     for n in range(1, n_layers + 1):
       stride = 2 if n < n_layers else 1
       x = self._conv(self.ndf * min(2 ** n, 8), 4, stride, bias, f"conv_{n}")(x)
       x = norm_layer(self.norm, train, self.dtype, name=f"norm_{n}")(x)
       x = nn.leaky_relu(x, 0.2)
+      self.sow("intermediates", "features", x)
     return self._conv(1, 4, 1, True, f"conv_{n_layers + 1}")(x)
 
   def _pixel(self, x: jax.Array, train: bool) -> jax.Array:
     """PixelDiscriminator: three 1x1 convs (a 1x1 receptive field)."""
     bias = use_bias(self.norm)
     x = nn.leaky_relu(self._conv(self.ndf, 1, 1, True, "conv_0")(x), 0.2)
+    self.sow("intermediates", "features", x)
     x = self._conv(2 * self.ndf, 1, 1, bias, "conv_1")(x)
     x = nn.leaky_relu(norm_layer(self.norm, train, self.dtype, name="norm_1")(x), 0.2)
+    self.sow("intermediates", "features", x)
     return self._conv(1, 1, 1, bias, "conv_2")(x)
