@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.dropout_rate = 0.5               # generator dropout in the inner up blocks
   model.num_downs = 0                    # U-Net depth; 0 = log2(image_size) (8 at 256)
   model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286
+  model.num_d = 1                        # discriminator scales; > 1: pix2pixHD multi-scale D
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
 

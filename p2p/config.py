@@ -75,6 +75,7 @@ class ModelConfig:
   dropout_rate: float = 0.5
   num_downs: int = 0
   receptive_field: int = 70
+  num_d: int = 1
   conv_transpose_impl: str = "phase"
   matmul_conv_max_size: int = 16
 
@@ -84,6 +85,7 @@ class ModelConfig:
     _choice("model.conv_transpose_impl", self.conv_transpose_impl, ("phase", "flax"))
     _positive("model.ngf", self.ngf)
     _positive("model.ndf", self.ndf)
+    _positive("model.num_d", self.num_d)
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ConfigError(f"model.dropout_rate={self.dropout_rate} must be in [0, 1).")
     if self.num_downs < 0:
@@ -170,6 +172,15 @@ class TrainConfig:
     if self.optim.decay_epochs > self.num_epochs:
       raise ConfigError(f"optim.decay_epochs={self.optim.decay_epochs} is more than "
                         f"num_epochs={self.num_epochs}.")
+    if self.model.num_d > 1:
+      from p2p.models.discriminator import coarsest_size, min_input_size
+      coarse, need = (coarsest_size(self.data.image_size, self.model.num_d),
+                      min_input_size(self.model.receptive_field))
+      if coarse < need:
+        raise ConfigError(f"model.num_d={self.model.num_d} gives the coarsest discriminator "
+                          f"{coarse} px inputs at data.image_size={self.data.image_size}; "
+                          f"receptive_field={self.model.receptive_field} needs >= {need}. "
+                          f"Use fewer scales or larger images.")
     if self.data.image_size & (self.data.image_size - 1) or self.data.image_size < 32:
       if not self.model.num_downs:
         raise ConfigError(f"data.image_size={self.data.image_size} must be a power of two >= 32 "

@@ -11,12 +11,18 @@ import optax
 GAN_MODES = ("vanilla", "lsgan")
 
 
-def gan_loss(logits: jax.Array, is_real: bool, mode: str = "vanilla") -> jax.Array:
+Logits = jax.Array | Sequence[jax.Array]  # one PatchGAN's map, or one per scale
+
+
+def gan_loss(logits: Logits, is_real: bool, mode: str = "vanilla") -> jax.Array:
   """Mean GAN loss of D logits against the all-real or all-fake label.
 
   vanilla: binary cross-entropy on logits (numerically stable, as BCEWithLogitsLoss);
   lsgan: mean squared error of the raw outputs (as the PyTorch implementation's MSELoss).
+  A multi-scale D's tuple of logit maps gives the sum of each map's mean, as in pix2pixHD.
   """
+  if isinstance(logits, (tuple, list)):
+    return sum(gan_loss(scale, is_real, mode) for scale in logits)
   logits = logits.astype(jnp.float32)
   target = jnp.full_like(logits, 1.0 if is_real else 0.0)
   if mode == "vanilla":
@@ -36,7 +42,8 @@ def feature_matching_loss(fake_features: Sequence[jax.Array],
   """pix2pixHD's loss: sum over D's blocks of mean |D_i(fake) - D_i(real)|, times 4 / #blocks.
 
   The real pair's features are constants (no gradient); 4 / #blocks makes the 70x70 PatchGAN's
-  four blocks weigh 1 each, as in pix2pixHD.
+  four blocks weigh 1 each, as in pix2pixHD. Over a multi-scale D's blocks (all scales) it is
+  pix2pixHD's weighting too: 1 / num_D per scale times 4 / (blocks per scale).
   """
   if len(fake_features) != len(real_features) or not fake_features:
     raise ValueError(f"feature matching needs the same nonzero number of D features for fake "
@@ -45,7 +52,7 @@ def feature_matching_loss(fake_features: Sequence[jax.Array],
   return total * (4.0 / len(fake_features))
 
 
-def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array, *,
+def generator_loss(fake_logits: Logits, fake: jax.Array, target: jax.Array, *,
                    l1_weight: float = 100.0, gan_weight: float = 1.0, mode: str = "vanilla",
                    feature_matching: jax.Array | None = None, fm_weight: float = 0.0
                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -63,7 +70,7 @@ def generator_loss(fake_logits: jax.Array, fake: jax.Array, target: jax.Array, *
   return total, {"total_gen_loss": total, **metrics}
 
 
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array, *, mode: str = "vanilla",
+def discriminator_loss(real_logits: Logits, fake_logits: Logits, *, mode: str = "vanilla",
                        weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Real pairs labelled real plus fake pairs labelled fake (PyTorch's pix2pix uses weight 0.5)."""
   real = gan_loss(real_logits, True, mode)

@@ -14,7 +14,7 @@ from flax import struct
 
 from p2p import parallel
 from p2p.config import ModelConfig, OptimConfig, TrainConfig
-from p2p.models import PatchDiscriminator, UNetGenerator
+from p2p.models import MultiScaleDiscriminator, PatchDiscriminator, UNetGenerator
 from p2p.models.generator import resolve_num_downs
 
 
@@ -79,9 +79,10 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
                             num_downs=model.num_downs or resolve_num_downs(size, size),
                             conv_transpose_impl=model.conv_transpose_impl, dtype=dtype,
                             matmul_max_size=model.matmul_conv_max_size)
-  discriminator = PatchDiscriminator(receptive_field=model.receptive_field, ndf=model.ndf,
-                                     norm=model.norm, dtype=dtype,
-                                     matmul_max_size=model.matmul_conv_max_size)
+  d_args = dict(receptive_field=model.receptive_field, ndf=model.ndf, norm=model.norm,
+                dtype=dtype, matmul_max_size=model.matmul_conv_max_size)
+  discriminator = (MultiScaleDiscriminator(num_scales=model.num_d, **d_args) if model.num_d > 1
+                   else PatchDiscriminator(**d_args))
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)
   make_tx = lambda: optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
   return Networks(generator, discriminator, make_tx(), make_tx(), config.optim.ema_decay)

@@ -12,7 +12,7 @@ import optax
 
 from p2p import parallel
 from p2p.config import OptimConfig, TrainConfig
-from p2p.losses import discriminator_loss, feature_matching_loss, generator_loss
+from p2p.losses import Logits, discriminator_loss, feature_matching_loss, generator_loss
 from p2p.state import NetState, Networks, TrainState, ema_update
 
 # XLA:CPU's copy insertion, unless it uses region analysis, cannot prove that Adam may update the
@@ -25,20 +25,24 @@ METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_lo
 
 
 def _apply_d(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array
-             ) -> tuple[jax.Array, Any]:
-  """D logits of (input, output) pairs in train mode, and D's updated BatchNorm statistics."""
+             ) -> tuple[Logits, Any]:
+  """D logits of (input, output) pairs in train mode, and D's updated BatchNorm statistics.
+
+  A multi-scale D gives a tuple of logit maps, one per scale; the losses sum over it.
+  """
   logits, stats, _ = _apply_d_features(nets, params, stats, x, y, features=False)
   return logits, stats
 
 
 def _apply_d_features(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array,
-                      features: bool = True) -> tuple[jax.Array, Any, tuple[jax.Array, ...]]:
+                      features: bool = True) -> tuple[Logits, Any, tuple[jax.Array, ...]]:
   """As _apply_d, plus each D block's activation when features (else an empty tuple)."""
   mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
   logits, updates = nets.discriminator.apply(
       {"params": params, "batch_stats": stats}, jnp.concatenate([x, y], axis=-1), train=True,
       mutable=mutable)
-  feats = tuple(updates["intermediates"]["features"]) if features else ()
+  # Blocks in order; a multi-scale D's scale_0, scale_1, ... subtrees in order of their names.
+  feats = tuple(jax.tree.leaves(updates["intermediates"])) if features else ()
   return logits, updates.get("batch_stats", stats), feats
 
 

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def test_unknown_field_is_named():
   config.model.ngff = 8
   with pytest.raises(ConfigError, match=r"model\.ngff"):
     train_config(config)
+
+
+@pytest.mark.parametrize("num_d, message", [
+    (0, "model.num_d=0 must be > 0."),
+    (5, "model.num_d=5 gives the coarsest discriminator 16 px inputs at data.image_size=256; "
+        "receptive_field=70 needs >= 24."),
+])
+def test_discriminator_scales_are_checked(num_d, message):
+  config = base.get_config()
+  config.model.num_d = num_d
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train_config(config)
+  config.model.num_d = 4  # the coarsest scale sees 32 px
+  assert train_config(config).model.num_d == 4
 
 
 def run_main(*args: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:

@@ -55,6 +55,18 @@ def test_discriminator_loss_is_real_plus_fake():
   assert set(m) == {"total_disc_loss", "real_d_loss", "fake_d_loss"}
 
 
+def test_multiscale_logits_sum_each_scales_mean_loss():
+  """pix2pixHD sums the GAN loss over its discriminators' scales."""
+  fine, coarse = jnp.array([[0.0, 2.0], [-1.0, 3.0]]), jnp.array([0.5, -1.0, 2.0])
+  for mode in ("vanilla", "lsgan"):
+    for is_real in (True, False):
+      want = float(gan_loss(fine, is_real, mode)) + float(gan_loss(coarse, is_real, mode))
+      assert float(gan_loss((fine, coarse), is_real, mode)) == pytest.approx(want, rel=1e-6)
+  total, m = discriminator_loss((fine, coarse), [coarse, fine])
+  assert float(m["real_d_loss"]) == pytest.approx(float(gan_loss((fine, coarse), True)))
+  assert float(total) == pytest.approx(float(m["real_d_loss"] + m["fake_d_loss"]))
+
+
 def test_feature_matching_is_pix2pixhd_weighted_l1_on_d_features_by_hand():
   fake = [jnp.full((1, 4, 4, 2), 1.0), jnp.full((1, 2, 2, 3), -1.0)]
   real = [jnp.full((1, 4, 4, 2), 0.5), jnp.full((1, 2, 2, 3), 1.0)]

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p.models import (PatchDiscriminator, PhaseConvTranspose, UNetGenerator, conv_transpose,
-                        min_input_size)
+from p2p.models import (MultiScaleDiscriminator, PatchDiscriminator, PhaseConvTranspose,
+                        UNetGenerator, conv_transpose, min_input_size)
+from p2p.models.discriminator import coarsest_size, downsample
 
 NGF = 8
 
@@ -251,3 +252,35 @@ def test_discriminator_runs_with_each_norm(receptive_field, norm):
       variables, x)
   assert logits.shape[-1] == 1 and bool(jnp.isfinite(logits).all())
   assert ("batch_stats" in updates) == (norm == "batch")
+
+
+def test_downsample_is_pix2pixhd_average_pool_without_padded_pixels():
+  x = np.random.default_rng(0).standard_normal((1, 5, 5, 2)).astype(np.float32)
+  want = np.zeros((1, 3, 3, 2), np.float32)
+  for i in range(3):
+    for j in range(3):  # window rows/cols 2i-1 .. 2i+1, clipped to the image
+      want[0, i, j] = x[0, max(2 * i - 1, 0):2 * i + 2, max(2 * j - 1, 0):2 * j + 2].mean((0, 1))
+  np.testing.assert_allclose(downsample(jnp.asarray(x)), want, rtol=1e-6, atol=1e-6)
+  assert [coarsest_size(256, k) for k in (1, 2, 3)] == [256, 128, 64]
+  assert coarsest_size(5, 2) == 3
+
+
+def test_multiscale_discriminator_is_one_patchgan_per_pooled_scale():
+  """scale_k equals a PatchGAN with its weights on the input pooled k times; features sown."""
+  model = MultiScaleDiscriminator(num_scales=3, receptive_field=16, ndf=NGF)
+  x = images(64, channels=6)
+  variables = init(model, x)
+  assert sorted(variables["params"]) == ["scale_0", "scale_1", "scale_2"]
+  logits, updates = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats", "intermediates"]))(variables, x)
+  assert [l.shape for l in logits] == [(2, 30, 30, 1), (2, 14, 14, 1), (2, 6, 6, 1)]
+  feats = jax.tree.leaves(updates["intermediates"])
+  assert len(feats) == 6 and feats[0].shape == (2, 32, 32, NGF)
+  single = PatchDiscriminator(16, ndf=NGF)
+  pooled = x
+  for k in range(3):
+    scale = {c: variables[c][f"scale_{k}"] for c in variables}
+    want = single.apply(scale, pooled, train=False)
+    np.testing.assert_allclose(model.apply(variables, x, train=False)[k], want, rtol=1e-5,
+                               atol=1e-6)
+    pooled = downsample(pooled)

@@ -144,7 +144,10 @@ def _reference_update(nets, state, x, y, fm_weight=0.0):
     logits, m = nets.discriminator.apply({"params": params, "batch_stats": stats},
                                          jnp.concatenate([x, out], -1), train=True,
                                          mutable=["batch_stats", "intermediates"])
-    return logits, m["batch_stats"], m["intermediates"]["features"]
+    inter = m["intermediates"]  # a multi-scale D: one subtree per scale, finest first
+    feats = (inter["features"] if "features" in inter
+             else sum((inter[f"scale_{k}"]["features"] for k in range(len(inter))), ()))
+    return logits, m["batch_stats"], feats
 
   fake = g_apply(state.g.params)
 
@@ -169,13 +172,17 @@ def _reference_update(nets, state, x, y, fm_weight=0.0):
   return optax.apply_updates(state.g.params, g_upd), d_params
 
 
-@pytest.mark.parametrize("fm_weight", [0.0, 10.0])
-def test_step_equals_a_naive_two_pass_reference(setup, fm_weight):
+@pytest.mark.parametrize("fm_weight,num_d", [(0.0, 1), (10.0, 1), (10.0, 2)])
+def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D."""
   config, mesh, nets, step = setup
-  if fm_weight:
-    config = tiny_config(batch_size=2, **{"optim": {**base.get_config().optim.to_dict(),
-                                                    "fm_weight": fm_weight}})
+  if fm_weight or num_d > 1:
+    # Two scales at 32 px need a receptive field the 16 px coarse scale can hold.
+    model = {**base.get_config().model.to_dict(), "ngf": 8, "ndf": 8, "num_d": num_d,
+             "receptive_field": 70 if num_d == 1 else 16}
+    config = tiny_config(batch_size=2, model=model, **{
+        "optim": {**base.get_config().optim.to_dict(), "fm_weight": fm_weight}})
+    nets = build_networks(config, steps_per_epoch=10)
     step = compile_step(nets, config, mesh)
   state = create_train_state(nets, config, mesh)
   batch = _batch(3)

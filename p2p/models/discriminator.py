@@ -1,7 +1,8 @@
 """PatchGAN discriminators chosen by receptive field (PyTorch NLayer/PixelDiscriminator).
 
 Each block's activation is sown into the "intermediates" collection as "features" (a no-op
-unless that collection is mutable), for pix2pixHD's feature-matching loss.
+unless that collection is mutable), for pix2pixHD's feature-matching loss. pix2pixHD's
+multi-scale discriminator runs one PatchGAN per scale on ever coarser copies of the input.
 """
 
 from __future__ import annotations
@@ -93,3 +94,43 @@ class PatchDiscriminator(nn.Module):
     x = nn.leaky_relu(norm_layer(self.norm, train, self.dtype, name="norm_1")(x), 0.2)
     self.sow("intermediates", "features", x)
     return self._conv(1, 1, 1, bias, "conv_2")(x)
+
+
+def downsample(x_BxHxWxC: jax.Array) -> jax.Array:
+  """pix2pixHD's 3x3 stride-2 average pool (padding 1, padded pixels not counted)."""
+  return nn.avg_pool(x_BxHxWxC, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                     count_include_pad=False)
+
+
+def coarsest_size(size: int, num_scales: int) -> int:
+  """Input side the coarsest of num_scales discriminators sees (each scale halves, rounding up)."""
+  for _ in range(num_scales - 1):
+    size = (size + 1) // 2
+  return size
+
+
+class MultiScaleDiscriminator(nn.Module):
+  """pix2pixHD's num_scales PatchGANs, scale_k on the input pooled k times; a tuple of logits.
+
+  scale_0 sees the full-size pair; each later one a 2x average-pooled copy, so the same
+  receptive field covers twice the image. Losses sum over the tuple, as pix2pixHD does.
+  """
+  num_scales: int = 2
+  receptive_field: int = 70
+  ndf: int = 64
+  norm: str = "batch"
+  dtype: Dtype = jnp.float32
+  matmul_max_size: int = MATMUL_MAX_SIZE
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    """B x H x W x C -> num_scales logit maps, finest first."""
+    if self.num_scales < 1:
+      raise ValueError(f"MultiScaleDiscriminator needs num_scales >= 1; got {self.num_scales}.")
+    logits = []
+    for k in range(self.num_scales):
+      if k:
+        x_BxHxWxC = downsample(x_BxHxWxC)
+      logits.append(PatchDiscriminator(self.receptive_field, self.ndf, self.norm, self.dtype,
+                                       self.matmul_max_size, name=f"scale_{k}")(x_BxHxWxC, train))
+    return tuple(logits)
