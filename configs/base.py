@@ -77,6 +77,7 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks an experiment to a CPU smoke run (seconds) on the same code path."""
   rf286 = config.model.receptive_field == 286
   size = 128 if rf286 else 32  # RF 286 needs inputs of at least 96 px
+  size <<= max(config.model.num_d - 1, 0)  # each extra D scale halves its input
   config.data.image_size = size
   config.data.load_size = size + size // 8
   config.data.patch_size = size
