@@ -14,7 +14,7 @@ Choices (README "Quality on real maps" has the measurements):
 - pix2pixHD's feature-matching loss on the PatchGAN's four blocks (optim.fm_weight = 20) with
   lambda_L1 = 10 instead of 100: patches FID 240.7 / KID 0.201, L1 0.282, against 289.3 /
   0.271, L1 0.275 for the paper's losses at the same budget, for ~3% more step time. fm 10
-  scored 249.5 / 0.226, L1 0.291 on patches (but 175.3 vs 198.7 FID on `full`).
+  scored 249.5 / 0.226, L1 0.291 on patches (its `full` FID was better: 175.3 vs 198.7).
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
 - Tried and not better at 90 min (paper losses otherwise): lambda_L1 = 10 on native 128 px
