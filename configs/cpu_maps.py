@@ -22,9 +22,9 @@ Choices (README "Quality on real maps" has the measurements):
   Nor lambda_L1 = 10 alone on these tiles, with an EMA of G (optim.ema_decay=0.999): patches
   FID 297.7 (raw weights 290.0), L1 0.293 (raw 0.306). Nor, with fm 20, pix2pixHD's two-scale
   discriminator (model.num_d=2): patches FID 264.6 / KID 0.246, L1 0.289, 78.5 min. Nor a
-  longer LR decay (optim.decay_epochs=3 of 4): patches FID 263.0 / KID 0.231, L1 0.284.
-  Nor LSGAN (optim.gan_mode=lsgan): patches FID 294.5 / KID 0.265, though L1 0.261 and PSNR
-  15.58 beat the mean-colour floor (0.276 / 15.14).
+  longer LR decay with fm 20 (optim.decay_epochs=3 of 4): patches FID 263.0 / KID 0.231,
+  L1 0.284. Nor LSGAN with fm 20 (optim.gan_mode=lsgan): patches FID 294.5 / KID 0.265,
+  though its L1 0.261 and PSNR 15.58 beat the mean-colour floor (0.276 / 15.14).
 """
 
 import ml_collections

@@ -1,4 +1,5 @@
-"""Shared test set-up: W&B off, absl flags parsed, a compilation cache, tiny JPEG datasets."""
+"""Shared test set-up: W&B off, absl flags parsed, a compilation cache, tiny JPEG datasets,
+FID test images."""
 
 import atexit
 import os
