@@ -5,7 +5,9 @@
 
 img_per_s is the median over --steps timed steps after warm-up; flops_per_step comes from
 XLA's cost analysis of the compiled step; the float32 matmul peak is measured in the same run
-(numpy/BLAS on every core), so fraction_of_peak compares like with like on this machine.
+(numpy/BLAS on every core; on a GPU, an 8192^3 jnp.matmul in the step's dtype), so
+fraction_of_peak compares like with like on this machine. device_peak_mib is the accelerator
+allocator's high-water mark (None on CPU).
 Memory: peak_rss_mib is the whole process's high-water mark (compilation included, reported
 apart as compile_peak_rss_mib); steady_rss_mib is the resident size after the timed steps.
 """
@@ -35,6 +37,28 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     a @ b
     best = min(best, time.perf_counter() - start)
   return 2 * n ** 3 / best / 1e9
+
+
+def device_matmul_peak_gflops(dtype: str, n: int = 8192, repeats: int = 10) -> float:
+  """Best rate of an n x n matmul on the default accelerator, in dtype at default precision."""
+  import jax.numpy as jnp
+  keys = jax.random.split(jax.random.key(0))
+  a, b = (jax.random.normal(k, (n, n), dtype=jnp.dtype(dtype)) for k in keys)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+def device_peak_mib() -> float | None:
+  """High-water mark of the first device's allocator (None on backends without stats)."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  return None if peak is None else round(peak / 2 ** 20, 1)
 
 
 def make_config(args: argparse.Namespace):
@@ -98,7 +122,8 @@ def measure(args: argparse.Namespace) -> dict:
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
   steady_rss = hostmem.current_rss_mib()  # after the timed steps
-  peak = matmul_peak_gflops()
+  on_cpu = jax.default_backend() == "cpu"
+  peak = matmul_peak_gflops() if on_cpu else device_matmul_peak_gflops(args.dtype)
   achieved = k * flops / median / 1e9
   return {
       "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
@@ -113,7 +138,10 @@ def measure(args: argparse.Namespace) -> dict:
       "steady_rss_mib": round(steady_rss, 1),
       "flops_per_step": flops, "achieved_gflops": round(achieved, 1),
       "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3),
-      "backend": jax.default_backend(), "devices": jax.device_count(),
+      "matmul_peak_of": "numpy float32 (all cores)" if on_cpu else f"jnp.matmul {args.dtype}",
+      "device_peak_mib": device_peak_mib(),
+      "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+      "devices": jax.device_count(),
       "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
