@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import platform
 import sys
@@ -32,6 +33,10 @@ def loop_config(args: argparse.Namespace):
   c.data.data_dir = args.data_dir
   c.batch_size = args.batch
   c.steps_per_call = args.steps_per_call
+  c.compute_dtype = args.dtype
+  c.data.worker_count, c.data.num_threads = args.worker_count, args.num_threads
+  c.data.prefetch_buffer_size = args.prefetch
+  c.data.resident = args.resident
   c.max_steps = args.warmup + args.steps
   c.log_every_steps = args.log_every
   c.eval_examples = c.num_sample_images = 2  # validation runs before and after the timed steps
@@ -56,7 +61,9 @@ def measure_loop(args: argparse.Namespace) -> dict:
           "image_size": config.data.image_size, "rf": config.model.receptive_field,
           "ngf": config.model.ngf, "preprocess": config.data.preprocess,
           "matmul_conv_max_size": config.model.matmul_conv_max_size,
-          "worker_count": config.data.worker_count, "log_every_steps": config.log_every_steps}
+          "worker_count": config.data.worker_count, "num_threads": config.data.num_threads,
+          "dtype": config.compute_dtype, "resident": config.data.resident,
+          "log_every_steps": config.log_every_steps}
 
 
 def main() -> None:
@@ -68,6 +75,13 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compile, prefetch)")
   parser.add_argument("--steps", type=int, default=40, help="timed steps")
   parser.add_argument("--log_every", type=int, default=10, help="config.log_every_steps")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="config.compute_dtype")
+  parser.add_argument("--worker_count", type=int, default=0, help="config.data.worker_count")
+  parser.add_argument("--num_threads", type=int, default=2, help="config.data.num_threads")
+  parser.add_argument("--prefetch", type=int, default=8, help="config.data.prefetch_buffer_size")
+  parser.add_argument("--resident", action="store_true",
+                      help="config.data.resident: the split decoded once, jittered on the device")
   parser.add_argument("--json", action="store_true", help="print only the JSON line")
   args = parser.parse_args()
   from p2p import cli
@@ -75,9 +89,13 @@ def main() -> None:
   cli.import_configs_from_anywhere()
   from absl import flags
   flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
+  logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                      format="%(asctime)s %(name)s %(message)s")  # phases, for a run that stalls
+  logging.info("epoch.py: training loop (%s)", args.config)
   loop = measure_loop(args)
+  logging.info("epoch.py: loop %s img/s; now the bare step", loop["loop_img_per_s"])
   step_args = argparse.Namespace(size=loop["image_size"], batch=args.batch, rf=loop["rf"],
-                                 ngf=loop["ngf"], dtype="float32", conv_transpose="phase",
+                                 ngf=loop["ngf"], dtype=args.dtype, conv_transpose="phase",
                                  steps_per_call=args.steps_per_call, warmup=3,
                                  matmul_conv_max_size=loop["matmul_conv_max_size"],
                                  steps=max(10, args.steps // 2))
@@ -86,6 +104,7 @@ def main() -> None:
             "step_img_per_s": step["img_per_s"],
             "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
+            "backend": step["backend"], "device_kind": step["device_kind"],
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
             "xla_flags": os.environ.get("XLA_FLAGS", "")}

@@ -70,6 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.worker_buffer_size = 2            # batches each worker process keeps ready
   data.num_threads = 2                   # reader threads (per process)
   data.prefetch_buffer_size = 8          # batches prefetched by the reader threads
+  data.resident = False                  # decode the train split once, keep it on the device,
+                                         # crop/flip there (GPU; single process only)
   return config
 
 

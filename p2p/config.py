@@ -43,6 +43,7 @@ class DataConfig:
   worker_buffer_size: int = 2
   num_threads: int = 2
   prefetch_buffer_size: int = 8
+  resident: bool = False
 
   def __post_init__(self):
     from p2p.data.folder import DIRECTIONS

@@ -20,6 +20,7 @@ from p2p.checkpoint import Checkpointer
 from p2p.config import ConfigError, TrainConfig
 from p2p.data.errors import DataError
 from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
+from p2p.data.resident import ResidentIterator
 from p2p.images import triplets
 from p2p.inference import Generator, sample
 from p2p.preemption import PreemptionGuard
@@ -207,8 +208,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
   split = make_split(config.data, "train", process_index=jax.process_index(),
                      process_count=jax.process_count())
   schedule = _schedule(config, split.num_examples, local_batch)
-  data_iter = make_iterator(config.data, train_dataset(config.data, split, batch_size=local_batch,
-                                                       seed=config.seed))
+  if config.data.resident:
+    data_iter = ResidentIterator(config.data, split, batch_size=local_batch, seed=config.seed,
+                                 mesh=mesh)
+  else:
+    data_iter = make_iterator(config.data, train_dataset(
+        config.data, split, batch_size=local_batch, seed=config.seed))
   nets = build_networks(config, schedule.steps_per_epoch)
   config_dict = dataclasses.asdict(config)
   ckpt = Checkpointer(workdir, config.max_checkpoints_to_keep)
@@ -256,6 +261,15 @@ def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
+def _fetch(data_iter: Any, n: int, mesh: Any) -> dict[str, jax.Array]:
+  """The next n steps' global batch (K x batch when n > 1): gathered on the device, or Grain's."""
+  if isinstance(data_iter, ResidentIterator):
+    return data_iter.fetch(n)
+  if n == 1:
+    return parallel.global_batch(next(data_iter), mesh)
+  return parallel.global_batch(_stack([next(data_iter) for _ in range(n)]), mesh, True)
+
+
 def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter: Any,
           step_fn: Callable, multi_step_fn: Callable | None, validate: Validator, writer: Writer,
           mesh: Any,
@@ -274,11 +288,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
     try:
       while step < schedule.total_steps:
         n = _steps_this_call(step, config.steps_per_call, spe, schedule.total_steps)
-        if n == 1:
-          state, metrics = step_fn(state, parallel.global_batch(next(data_iter), mesh))
-        else:
-          batches = _stack([next(data_iter) for _ in range(n)])
-          state, metrics = multi_step_fn(state, parallel.global_batch(batches, mesh, True))
+        state, metrics = (step_fn if n == 1 else multi_step_fn)(state, _fetch(data_iter, n, mesh))
         step += n
         if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)

@@ -209,3 +209,21 @@ def test_steps_per_call_equals_one_step_per_call(maps, tmp_path):
   assert data_2 == data_1
   for x, y in zip(jax.tree.leaves(state_2), jax.tree.leaves(state_1)):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_resident_data_run_resumes_exactly(maps, tmp_path):
+  """data.resident (device-side jitter) with two steps per call: SIGTERM + resume = straight."""
+  config = make_config(maps, steps_per_call=2, **{"data.resident": True})
+
+  def preempt(step):
+    if step == 2:
+      signal.raise_signal(signal.SIGTERM)
+
+  straight = train_and_evaluate(config, tmp_path / "straight", progress=False)
+  first = train_and_evaluate(config, tmp_path / "run", on_step=preempt, progress=False)
+  assert (straight.step, first.step, first.reason) == (6, 2, "preempted")
+  assert train_and_evaluate(config, tmp_path / "run", progress=False).step == 6
+  (want, want_data), (got, got_data) = (final_params(config, tmp_path / d)
+                                        for d in ("straight", "run"))
+  assert got_data == want_data == {"next_index": 6}
+  assert_trees_equal(got, want)

@@ -66,7 +66,8 @@ def make_split(cfg: DataConfig, split: str, *, process_index: int = 0, process_c
   return Split(source, indices, boxes, cfg.patch_size)
 
 
-def _regions(cfg: DataConfig, split: Split) -> ReadRegion:
+def region_reader(cfg: DataConfig, split: Split) -> ReadRegion:
+  """Element index -> uint8 {'input', 'target'} region of this process's split."""
   return ReadRegion(split.source, tuple(int(i) for i in split.image_indices), split.boxes,
                     split.region_size, cfg.direction)
 
@@ -78,14 +79,14 @@ def train_dataset(cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
     raise ValueError(f"batch_size={batch_size} is larger than the {split.num_examples} training "
                      f"examples of this process; lower the batch size.")
   ds = grain.MapDataset.range(split.num_examples).shuffle(seed=seed).repeat(num_epochs)
-  ds = ds.map(_regions(cfg, split))
+  ds = ds.map(region_reader(cfg, split))
   ds = ds.random_map(Jitter(cfg.load_size, cfg.image_size, cfg.flip, cfg.jitter), seed=seed)
   return ds.batch(batch_size, drop_remainder=True)
 
 
 def eval_dataset(cfg: DataConfig, split: Split, *, batch_size: int) -> grain.MapDataset:
   """One pass in file order, no jitter, no shuffle; the last batch may be short."""
-  ds = grain.MapDataset.range(split.num_examples).map(_regions(cfg, split))
+  ds = grain.MapDataset.range(split.num_examples).map(region_reader(cfg, split))
   return ds.map(Resize(cfg.image_size)).batch(batch_size, drop_remainder=False)
 
 

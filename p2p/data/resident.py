@@ -1,0 +1,144 @@
+"""The training split decoded once and held on the accelerator; crop and flip run there.
+
+The Grain pipeline decodes a JPEG, resizes and jitters on the host for every example of every
+epoch, then copies float32 batches to the device. On a GPU that host work, not the step, sets
+the pace. With data.resident, each training region is decoded, cut and resized to load_size
+once (the same PIL bicubic resize as the Grain path, so the pixels are identical), kept as uint8
+on the device, and each batch is gathered, randomly cropped, flipped and rescaled by one jitted
+call. The data position is the step itself, so a checkpoint resumes it exactly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import json
+import logging
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from p2p import parallel
+from p2p.config import ConfigError, DataConfig
+from p2p.data.pipeline import Split, region_reader
+from p2p.data.transforms import rescale, resize
+
+RESCALE_TABLE = rescale(np.arange(256, dtype=np.uint8))  # uint8 -> float32 [-1, 1], as on host
+
+
+def decode_regions(cfg: DataConfig, split: Split) -> tuple[np.ndarray, np.ndarray]:
+  """Every training region of this process as (inputs, targets), N x L x L x 3 uint8.
+
+  L is data.load_size (jitter crops from it) or data.image_size (no jitter).
+  """
+  size = cfg.load_size if cfg.jitter else cfg.image_size
+  read = region_reader(cfg, split)
+  n = split.num_examples
+  inputs = np.empty((n, size, size, 3), np.uint8)
+  targets = np.empty_like(inputs)
+
+  def fill(i: int) -> None:
+    element = read.map(i)
+    inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
+
+  with concurrent.futures.ThreadPoolExecutor(max(cfg.num_threads, 1)) as pool:
+    list(pool.map(fill, range(n)))
+  return inputs, targets
+
+
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The examples of one epoch in their shuffled order (a fresh permutation every epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def _jitter_one(image_in: jax.Array, image_tg: jax.Array, key: jax.Array, size: int,
+                jitter: bool, flip: bool) -> tuple[jax.Array, jax.Array]:
+  """Aligned random crop and flip of one uint8 pair, rescaled to float32 [-1, 1]."""
+  crop_key, flip_key = jax.random.split(key)
+  if jitter:
+    top, left = jax.random.randint(crop_key, (2,), 0, image_in.shape[0] - size + 1)
+    image_in = lax.dynamic_slice(image_in, (top, left, 0), (size, size, 3))
+    image_tg = lax.dynamic_slice(image_tg, (top, left, 0), (size, size, 3))
+  if flip:
+    flipped = jax.random.bernoulli(flip_key)
+    image_in = jnp.where(flipped, image_in[:, ::-1], image_in)
+    image_tg = jnp.where(flipped, image_tg[:, ::-1], image_tg)
+  table = jnp.asarray(RESCALE_TABLE)  # the host's float32 values, bit for bit
+  return table[image_in], table[image_tg]
+
+
+def make_gather(cfg: DataConfig, seed: int, mesh, stacked: bool) -> Callable:
+  """jit(inputs, targets, indices[K, B], steps[K]) -> the K x B (or B when not stacked) batch.
+
+  Example j of step s draws its crop and flip from fold_in(fold_in(key(seed), s), j).
+  """
+  base = jax.random.key(seed)
+
+  def gather(inputs, targets, indices, steps):
+    keys = jax.vmap(lambda s: jax.vmap(lambda j: jax.random.fold_in(
+        jax.random.fold_in(base, s), j))(jnp.arange(indices.shape[1])))(steps)
+    one = functools.partial(_jitter_one, size=cfg.image_size, jitter=cfg.jitter, flip=cfg.flip)
+    flat_in, flat_tg = jax.vmap(one)(inputs[indices.reshape(-1)], targets[indices.reshape(-1)],
+                                     keys.reshape(-1))
+    shape = indices.shape if stacked else indices.shape[1:]
+    batch = {"input": flat_in.reshape(*shape, *flat_in.shape[1:]),
+             "target": flat_tg.reshape(*shape, *flat_tg.shape[1:])}
+    return batch
+
+  return jax.jit(gather, out_shardings=parallel.batch_sharding(mesh, stacked))
+
+
+class ResidentIterator:
+  """Batches gathered on the device from the resident split; its position is the step."""
+
+  def __init__(self, cfg: DataConfig, split: Split, *, batch_size: int, seed: int, mesh):
+    if jax.process_count() > 1:
+      raise ConfigError("data.resident=True runs in a single process (one or more local "
+                        "devices); multi-host runs use the Grain pipeline (data.resident=False).")
+    self._seed, self._batch = seed, batch_size
+    inputs, targets = decode_regions(cfg, split)
+    replicated = parallel.replicated(mesh)
+    self._inputs = jax.device_put(inputs, replicated)
+    self._targets = jax.device_put(targets, replicated)
+    self.num_examples = len(inputs)
+    self.steps_per_epoch = self.num_examples // batch_size
+    self._gather = {s: make_gather(cfg, seed, mesh, s) for s in (False, True)}
+    self.step = 0
+    logging.info("Resident data: %d examples, %.2f GiB of uint8 on each device.",
+                 self.num_examples, 2 * inputs.nbytes / 2 ** 30)
+
+  def indices(self, step: int, n: int) -> np.ndarray:
+    """n x batch example indices of steps [step, step + n), all within one epoch."""
+    epoch, offset = divmod(step, self.steps_per_epoch)
+    if offset + n > self.steps_per_epoch:
+      raise ValueError(f"steps {step}..{step + n - 1} cross an epoch end.")
+    order = epoch_order(self._seed, epoch, self.num_examples)
+    return order[offset * self._batch:(offset + n) * self._batch].reshape(n, self._batch)
+
+  def fetch(self, n: int) -> dict[str, jax.Array]:
+    """The next n steps' batch on the device: K x B when n > 1, B when n == 1."""
+    indices = jnp.asarray(self.indices(self.step, n), jnp.int32)
+    steps = jnp.arange(self.step, self.step + n, dtype=jnp.int32)
+    self.step += n
+    return self._gather[n > 1](self._inputs, self._targets, indices, steps)
+
+  def get_state(self) -> bytes:
+    """The position, as grain's checkpoint handler stores it."""
+    return json.dumps({"next_index": self.step}).encode()
+
+  def set_state(self, state: bytes | dict) -> None:
+    """Repositions to a saved position (JSON bytes or {'next_index': step})."""
+    try:
+      self.step = int((json.loads(state) if isinstance(state, bytes) else state)["next_index"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:  # a Grain iterator's state
+      raise ValueError(f"not a resident-data position: {e}") from None
+
+  def start_prefetch(self) -> None:
+    """Nothing to prefetch: the data is already on the device."""
+
+  def close(self) -> None:
+    """Frees the device copy."""
+    self._inputs = self._targets = None
