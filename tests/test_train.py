@@ -1,6 +1,8 @@
 """The training loop: resume equals an uninterrupted run, preemption, checkpoints, writers."""
 
 import json
+import multiprocessing
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -227,3 +229,26 @@ def test_resident_data_run_resumes_exactly(maps, tmp_path):
                                         for d in ("straight", "run"))
   assert got_data == want_data == {"next_index": 6}
   assert_trees_equal(got, want)
+
+
+def test_sigterm_to_the_process_group_with_worker_processes(maps, tmp_path):
+  """A group-wide SIGTERM (schedulers, `timeout`) also reaches Grain's workers: they must
+  outlive it, so the main process stops at a step and saves instead of crashing on a read."""
+  config = make_config(maps, **{"data.worker_count": 1})  # 6 steps
+
+  def group_signal(step):
+    if step == 1:  # the workers get theirs first; several batches are still to be read
+      workers = multiprocessing.active_children()
+      assert workers
+      for worker in workers:
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(timeout=2)
+    if step == 4:
+      signal.raise_signal(signal.SIGTERM)
+
+  first = train_and_evaluate(config, tmp_path / "run", on_step=group_signal, progress=False)
+  assert (first.step, first.reason, first.last_checkpoint) == (4, "preempted", 4)
+  assert train_and_evaluate(config, tmp_path / "run", progress=False).reason == "finished"
+  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+          .splitlines()]
+  assert [r["step"] for r in rows if "l1_loss" in r] == [1, 2, 3, 4, 5, 6]

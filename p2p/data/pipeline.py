@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 from typing import Any
 
 import grain
@@ -90,13 +91,27 @@ def eval_dataset(cfg: DataConfig, split: Split, *, batch_size: int) -> grain.Map
   return ds.map(Resize(cfg.image_size)).batch(batch_size, drop_remainder=False)
 
 
+def leave_stop_signals_to_main(worker_index: int, worker_count: int) -> None:
+  """In each worker process: ignore SIGTERM/SIGINT, which the main process handles.
+
+  A scheduler's SIGTERM (and Ctrl-C) reaches the whole process group. A worker it killed would
+  break the main process's next read, so the run would leave through the crash path (and its
+  data position could include half-read batches) instead of stopping at a step and saving.
+  Closing the iterator still ends the workers (grain kills those that do not exit).
+  """
+  del worker_index, worker_count
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_iterator(cfg: DataConfig, ds: grain.MapDataset) -> grain.DatasetIterator:
   """A checkpointable iterator: reader threads, plus worker processes if worker_count > 0."""
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.num_threads,
                                                prefetch_buffer_size=cfg.prefetch_buffer_size))
   if cfg.worker_count > 0:
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size))
+        num_workers=cfg.worker_count, per_worker_buffer_size=cfg.worker_buffer_size),
+        worker_init_fn=leave_stop_signals_to_main)
   logging.info("Data iterator: %d worker process(es), %d reader thread(s).", cfg.worker_count,
                cfg.num_threads)
   return iter(it_ds)
