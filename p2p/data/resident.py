@@ -20,12 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh
 
 from p2p import parallel
 from p2p.config import ConfigError, DataConfig
 from p2p.data.pipeline import Split, region_reader
 from p2p.data.transforms import rescale, resize
 
+JITTER_STREAM = 0x6A177E5  # folded into key(seed): the jitter's own random stream
 RESCALE_TABLE = rescale(np.arange(256, dtype=np.uint8))  # uint8 -> float32 [-1, 1], as on host
 
 
@@ -70,12 +72,13 @@ def _jitter_one(image_in: jax.Array, image_tg: jax.Array, key: jax.Array, size: 
   return table[image_in], table[image_tg]
 
 
-def make_gather(cfg: DataConfig, seed: int, mesh, stacked: bool) -> Callable:
+def make_gather(cfg: DataConfig, seed: int, mesh: Mesh, stacked: bool) -> Callable:
   """jit(inputs, targets, indices[K, B], steps[K]) -> the K x B (or B when not stacked) batch.
 
-  Example j of step s draws its crop and flip from fold_in(fold_in(key(seed), s), j).
+  Example j of step s draws its crop and flip from fold_in(fold_in(base, s), j), where base is
+  key(seed) folded with a tag of its own, apart from the model's streams.
   """
-  base = jax.random.key(seed)
+  base = jax.random.fold_in(jax.random.key(seed), JITTER_STREAM)
 
   def gather(inputs, targets, indices, steps):
     keys = jax.vmap(lambda s: jax.vmap(lambda j: jax.random.fold_in(
@@ -84,9 +87,8 @@ def make_gather(cfg: DataConfig, seed: int, mesh, stacked: bool) -> Callable:
     flat_in, flat_tg = jax.vmap(one)(inputs[indices.reshape(-1)], targets[indices.reshape(-1)],
                                      keys.reshape(-1))
     shape = indices.shape if stacked else indices.shape[1:]
-    batch = {"input": flat_in.reshape(*shape, *flat_in.shape[1:]),
-             "target": flat_tg.reshape(*shape, *flat_tg.shape[1:])}
-    return batch
+    return {"input": flat_in.reshape(*shape, *flat_in.shape[1:]),
+            "target": flat_tg.reshape(*shape, *flat_tg.shape[1:])}
 
   return jax.jit(gather, out_shardings=parallel.batch_sharding(mesh, stacked))
 
@@ -94,7 +96,8 @@ def make_gather(cfg: DataConfig, seed: int, mesh, stacked: bool) -> Callable:
 class ResidentIterator:
   """Batches gathered on the device from the resident split; its position is the step."""
 
-  def __init__(self, cfg: DataConfig, split: Split, *, batch_size: int, seed: int, mesh):
+  def __init__(self, cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
+               mesh: Mesh):
     if jax.process_count() > 1:
       raise ConfigError("data.resident=True runs in a single process (one or more local "
                         "devices); multi-host runs use the Grain pipeline (data.resident=False).")
