@@ -38,16 +38,17 @@ def decode_regions(cfg: DataConfig, split: Split) -> tuple[np.ndarray, np.ndarra
   """
   size = cfg.load_size if cfg.jitter else cfg.image_size
   read = region_reader(cfg, split)
-  n = split.num_examples
-  inputs = np.empty((n, size, size, 3), np.uint8)
+  count = max(len(split.boxes), 1)  # regions per image; example i is region i % count
+  inputs = np.empty((split.num_examples, size, size, 3), np.uint8)
   targets = np.empty_like(inputs)
 
-  def fill(i: int) -> None:
-    element = read.map(i)
-    inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
+  def fill(position: int) -> None:  # one decode per image, however many regions it gives
+    for r, element in enumerate(read.image_regions(position)):
+      i = position * count + r
+      inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
 
   with concurrent.futures.ThreadPoolExecutor(max(cfg.num_threads, 1)) as pool:
-    list(pool.map(fill, range(n)))
+    list(pool.map(fill, range(len(split.image_indices))))
   return inputs, targets
 
 
@@ -110,6 +111,7 @@ class ResidentIterator:
     self.steps_per_epoch = self.num_examples // batch_size
     self._gather = {s: make_gather(cfg, seed, mesh, s) for s in (False, True)}
     self.step = 0
+    self._order: tuple[int, np.ndarray | None] = (-1, None)
     logging.info("Resident data: %d examples, %.2f GiB of uint8 on each device.",
                  self.num_examples, 2 * inputs.nbytes / 2 ** 30)
 
@@ -118,7 +120,9 @@ class ResidentIterator:
     epoch, offset = divmod(step, self.steps_per_epoch)
     if offset + n > self.steps_per_epoch:
       raise ValueError(f"steps {step}..{step + n - 1} cross an epoch end.")
-    order = epoch_order(self._seed, epoch, self.num_examples)
+    if self._order[0] != epoch:  # one permutation per epoch, not per call
+      self._order = (epoch, epoch_order(self._seed, epoch, self.num_examples))
+    order = self._order[1]
     return order[offset * self._batch:(offset + n) * self._batch].reshape(n, self._batch)
 
   def fetch(self, n: int) -> dict[str, jax.Array]:

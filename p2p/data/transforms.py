@@ -89,19 +89,27 @@ class ReadRegion(grain.transforms.Map):
 
   def map(self, index: int) -> dict[str, np.ndarray]:
     count = max(len(self.boxes), 1)
-    record = self.source[int(self.image_indices[index // count])]
+    return self.image_regions(index // count, [index % count])[0]
+
+  def image_regions(self, position: int,
+                    which: Sequence[int] | None = None) -> list[dict[str, np.ndarray]]:
+    """Regions `which` (default: all) of this process's position-th image, decoded once."""
+    record = self.source[int(self.image_indices[position])]
     input_, target = split_pair(record["pair"], self.direction)
-    if self.boxes:
-      half = input_.shape[0]
-      top, left = self.boxes[index % count]
+    if not self.boxes:
+      return [{"input": input_, "target": target}]
+    half = input_.shape[0]
+    regions = []
+    for top, left in (self.boxes[i] for i in (range(len(self.boxes)) if which is None
+                                              else which)):
       if top + self.region_size > half or left + self.region_size > half:
         raise DataError(
             f"{record['name']} has {half}px halves but the patch layout was computed for larger "
             f"ones; in patches mode every pair of a split must have the same size "
             f"(or use data.preprocess='resize').")
       window = np.s_[top:top + self.region_size, left:left + self.region_size]
-      input_, target = input_[window], target[window]
-    return {"input": input_, "target": target}
+      regions.append({"input": input_[window], "target": target[window]})
+    return regions
 
 
 @dataclasses.dataclass(frozen=True)
