@@ -20,7 +20,8 @@ from p2p.data import synthetic
 from p2p.train import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+FOUR_DEVICES = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")  # conftest's flags, and:
+                + " --xla_force_host_platform_device_count=4"}
 
 
 def python(code: str, env: dict | None = None) -> str:
