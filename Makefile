@@ -23,7 +23,7 @@ demo: $(DEMO_DATA)/val
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m p2p.main --config=configs/demo.py --workdir=runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: $(STAMP)
 	$(PY) benchmarks/input_pipeline.py --data_dir=../shared/data/maps --json
