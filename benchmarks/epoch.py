@@ -98,7 +98,8 @@ def main() -> None:
                                  ngf=loop["ngf"], dtype=args.dtype, conv_transpose="phase",
                                  steps_per_call=args.steps_per_call, warmup=3,
                                  matmul_conv_max_size=loop["matmul_conv_max_size"],
-                                 steps=max(10, args.steps // 2))
+                                 # timed calls of K steps each: ~half the loop's steps
+                                 steps=max(10, args.steps // (2 * args.steps_per_call)))
   step = train_step.measure(step_args)
   result = {"benchmark": "epoch", "config": args.config, "batch": args.batch, **loop,
             "step_img_per_s": step["img_per_s"],
