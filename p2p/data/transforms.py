@@ -99,9 +99,9 @@ class ReadRegion(grain.transforms.Map):
     if not self.boxes:
       return [{"input": input_, "target": target}]
     half = input_.shape[0]
+    boxes = self.boxes if which is None else [self.boxes[i] for i in which]
     regions = []
-    for top, left in (self.boxes[i] for i in (range(len(self.boxes)) if which is None
-                                              else which)):
+    for top, left in boxes:
       if top + self.region_size > half or left + self.region_size > half:
         raise DataError(
             f"{record['name']} has {half}px halves but the patch layout was computed for larger "
