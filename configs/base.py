@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.preprocess = "patches"            # patches (native-scale tiles) | resize (whole half)
   data.patch_size = 256                  # pixels, side of a native-scale tile
   data.patch_layout = "cover"            # cover (tiles reach every pixel) | grid (seed: 4 tiles)
+                                         # | random (train: grid's count per image, cut at
+                                         # random places, native scale; eval: the grid)
   data.patch_stride = 0                  # pixels between cover tiles; 0 = fewest evenly spaced
   data.image_size = 256                  # pixels, model input side
   data.load_size = 286                   # pixels, resize before the random crop (jitter)

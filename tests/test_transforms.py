@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from p2p.data import DataError
-from p2p.data.transforms import Jitter, Resize, aligned_jitter, patch_boxes, rescale, tile_starts
+from p2p.data.transforms import (Jitter, Resize, aligned_jitter, patch_boxes, random_crop, rescale,
+                                 tile_starts)
 
 
 def _coverage(half, size, layout, stride=0):
@@ -81,3 +82,30 @@ def test_jitter_transform_and_eval_resize():
   again = Resize(64).map(element)
   np.testing.assert_array_equal(evaluated["input"], again["input"])
   assert evaluated["input"].shape == (64, 64, 3)
+
+
+def test_random_crops_are_aligned_native_windows_from_anywhere():
+  image = _unique_image(80)
+  tops, lefts = set(), set()
+  for seed in range(200):
+    inp, tgt = random_crop(image, 255 - image, np.random.default_rng(seed), 32)
+    assert inp.shape == (32, 32, 3)
+    np.testing.assert_array_equal(tgt, 255 - inp)  # the same window of both
+    (top, left), = [(t, l) for t, l in np.argwhere((image == inp[0, 0]).all(-1))
+                    if np.array_equal(image[t:t + 32, l:l + 32], inp)]
+    tops.add(top)
+    lefts.add(left)
+  assert min(tops) == 0 and max(tops) == 48 and len(tops) > 30  # every offset, edges included
+  assert min(lefts) == 0 and max(lefts) == 48 and len(lefts) > 30
+
+
+def test_random_layout_counts_and_evaluates_as_the_grid():
+  assert patch_boxes(600, 256, "random") == patch_boxes(600, 256, "grid")
+
+
+def test_jitter_with_native_crop_skips_the_resize():
+  image = _unique_image(80)
+  out = Jitter(load_size=72, crop_size=32, flip=False, native_crop=32).random_map(
+      {"input": image, "target": image}, np.random.default_rng(0))
+  raw = np.round((out["input"] + 1) * 127.5).astype(np.uint8)
+  assert any(np.array_equal(image[t:t + 32, l:l + 32], raw) for t in range(49) for l in range(49))
