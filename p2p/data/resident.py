@@ -48,8 +48,7 @@ def decode_regions(cfg: DataConfig, split: Split) -> tuple[np.ndarray, np.ndarra
   else:
     size = cfg.load_size if cfg.jitter else cfg.image_size
     rows, count = split.num_examples, read.regions_per_image  # example i: region i % count
-  first = read.image_regions(0)[0]["input"]
-  shape = first.shape if size is None else (size, size, 3)
+  shape = read.image_regions(0)[0]["input"].shape if size is None else (size, size, 3)
   inputs = np.empty((rows, *shape), np.uint8)
   targets = np.empty_like(inputs)
 
