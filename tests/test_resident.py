@@ -56,20 +56,29 @@ def _window(region, batch_image):
   return None
 
 
-def test_crops_and_flips_are_aligned_windows_of_the_resized_region(dataset):
-  cfg = _cfg(dataset)
-  it, split = _iterator(cfg, batch_size=5)
-  read = region_reader(cfg, split)
-  seen = set()
-  for step in range(3):
+def _aligned_windows(it, read, steps, source):
+  """Fetches `steps` single batches; the shared (top, left, flipped) window of each example.
+
+  source(element) is the uint8 image pair the device crops from, as {'input', 'target'}.
+  """
+  seen = []
+  for step in range(steps):
     indices = it.indices(step, 1)[0]
     batch = it.fetch(1)
     for b, index in enumerate(indices):
-      element = read.map(int(index))
-      windows = [_window(rescale(resize(element[key], cfg.load_size)),
-                         np.asarray(batch[key][b])) for key in ("input", "target")]
+      region = source(read.map(int(index)))
+      windows = [_window(rescale(region[key]), np.asarray(batch[key][b]))
+                 for key in ("input", "target")]
       assert windows[0] is not None and windows[0] == windows[1]  # same crop, same flip
-      seen.add(windows[0])
+      seen.append(windows[0])
+  return seen
+
+
+def test_crops_and_flips_are_aligned_windows_of_the_resized_region(dataset):
+  cfg = _cfg(dataset)
+  it, split = _iterator(cfg, batch_size=5)
+  seen = _aligned_windows(it, region_reader(cfg, split), 3,
+                          lambda e: {k: resize(e[k], cfg.load_size) for k in e})
   assert len({(t, l) for t, l, _ in seen}) > 1 and {f for *_, f in seen} == {False, True}
 
 
@@ -109,18 +118,9 @@ def test_random_layout_crops_native_windows_of_the_whole_halves(dataset):
   it, split = _iterator(cfg, batch_size=5)
   assert it.num_examples == 5 * 4 and it.steps_per_epoch == 4
   read = region_reader(cfg, split)
-  offsets = set()
-  for step in range(4):
-    indices = it.indices(step, 1)[0]
-    batch = it.fetch(1)
-    for b, index in enumerate(indices):
-      element = read.map(int(index))  # the whole 80 px half of example index's image
-      assert element["input"].shape == (80, 80, 3)
-      windows = [_window(rescale(element[key]), np.asarray(batch[key][b]))
-                 for key in ("input", "target")]
-      assert windows[0] is not None and windows[0] == windows[1]
-      offsets.add(windows[0][:2])
-  assert len(offsets) > 10
+  assert read.map(0)["input"].shape == (80, 80, 3)  # the whole half of the example's image
+  seen = _aligned_windows(it, read, 4, lambda e: e)
+  assert len({(t, l) for t, l, _ in seen}) > 10
 
 
 def test_random_layout_needs_native_size_on_the_device(dataset):
