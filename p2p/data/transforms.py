@@ -78,9 +78,7 @@ def aligned_jitter(input_: np.ndarray, target: np.ndarray, rng: np.random.Genera
   """Resize both to load_size, cut the same random crop from both, flip both or neither."""
   if jitter:
     input_, target = resize(input_, load_size), resize(target, load_size)
-    top, left = rng.integers(0, load_size - crop_size + 1, size=2)
-    window = np.s_[top:top + crop_size, left:left + crop_size]
-    input_, target = input_[window], target[window]
+    input_, target = random_crop(input_, target, rng, crop_size)
   else:
     input_, target = resize(input_, crop_size), resize(target, crop_size)
   if flip and rng.random() < 0.5:
