@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   optim.decay_epochs = 0                 # linear: epochs at the end over which LR decays to 0
   optim.gan_mode = "vanilla"             # vanilla (BCE on logits) | lsgan (least squares)
   optim.l1_weight = 100.0                # lambda_L1 on |G(x) - y|
+  optim.l1_pool = 1                      # > 1: L1 between l1_pool x l1_pool block means only
+                                         # (low frequencies; texture left to GAN + FM)
   optim.gan_weight = 1.0                 # lambda_GAN on G's adversarial loss; 0 = L1 only
   optim.disc_loss_weight = 1.0           # D loss = weight * (real + fake); PyTorch uses 0.5
   optim.fm_weight = 0.0                  # > 0: pix2pixHD feature matching on D blocks (it uses 10)

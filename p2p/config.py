@@ -107,6 +107,7 @@ class OptimConfig:
   decay_epochs: int = 0
   gan_mode: str = "vanilla"
   l1_weight: float = 100.0
+  l1_pool: int = 1
   gan_weight: float = 1.0
   disc_loss_weight: float = 1.0
   fm_weight: float = 0.0
@@ -125,6 +126,7 @@ class OptimConfig:
     for name in ("l1_weight", "gan_weight", "fm_weight"):
       if getattr(self, name) < 0:
         raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 0.")
+    _positive("optim.l1_pool", self.l1_pool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +184,9 @@ class TrainConfig:
                           f"{coarse} px inputs at data.image_size={self.data.image_size}; "
                           f"receptive_field={self.model.receptive_field} needs >= {need}. "
                           f"Use fewer scales or larger images.")
+    if self.data.image_size % self.optim.l1_pool:
+      raise ConfigError(f"optim.l1_pool={self.optim.l1_pool} must divide data.image_size="
+                        f"{self.data.image_size} (L1 between l1_pool x l1_pool block means).")
     if self.data.image_size & (self.data.image_size - 1) or self.data.image_size < 32:
       if not self.model.num_downs:
         raise ConfigError(f"data.image_size={self.data.image_size} must be a power of two >= 32 "

@@ -94,7 +94,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
     fm = feature_matching_loss(fake_feats, real_feats) if use_fm else None
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
                                    gan_weight=optim.gan_weight, mode=optim.gan_mode,
-                                   feature_matching=fm, fm_weight=optim.fm_weight)
+                                   feature_matching=fm, fm_weight=optim.fm_weight,
+                                   l1_pool=optim.l1_pool)
     return loss, (metrics, stats)
 
   (_, (g_metrics, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

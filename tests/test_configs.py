@@ -101,6 +101,19 @@ def test_discriminator_scales_are_checked(num_d, message):
   assert train_config(base.tiny(config)).data.image_size == 64
 
 
+@pytest.mark.parametrize("pool, message", [
+    (0, "optim.l1_pool=0 must be > 0."),
+    (3, "optim.l1_pool=3 must divide data.image_size=256"),
+])
+def test_l1_pool_is_checked(pool, message):
+  config = base.get_config()
+  config.optim.l1_pool = pool
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train_config(config)
+  config.optim.l1_pool = 4
+  assert train_config(config).optim.l1_pool == 4
+
+
 def run_main(*args: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:
   env = {**os.environ, "PYTHONUNBUFFERED": "1"}
   return subprocess.Popen([sys.executable, "-m", "p2p.main", *args], cwd=cwd, env=env,

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p.losses import (discriminator_loss, feature_matching_loss, gan_loss, generator_loss,
-                       l1_loss)
+from p2p.losses import (average_pool, discriminator_loss, feature_matching_loss, gan_loss,
+                       generator_loss, l1_loss, lowpass_l1_loss)
 
 
 def test_vanilla_gan_loss_by_hand():
@@ -44,6 +44,26 @@ def test_generator_loss_is_gan_plus_weighted_l1():
   l1_only, m = generator_loss(jnp.zeros((1, 2, 2, 1)), fake, target, gan_weight=0.0)
   assert float(l1_only) == pytest.approx(50.0)  # the GAN term is still reported
   assert float(m["fake_d_real_class_loss"]) == pytest.approx(math.log(2))
+
+
+def test_lowpass_l1_compares_block_means_only():
+  """l1_pool > 1: the L1 of pool x pool block means, blind to texture inside a block."""
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.uniform(-1, 1, (2, 8, 8, 3)), jnp.float32)
+  blocks = np.asarray(target).reshape(2, 2, 4, 2, 4, 3).mean(axis=(2, 4))
+  np.testing.assert_allclose(average_pool(target, 4), blocks, rtol=1e-6)
+  # Zero-mean texture inside each 4 x 4 block changes the plain L1, not the low-pass one.
+  texture = jnp.asarray(np.tile([[1.0, -1.0], [-1.0, 1.0]], (4, 4))[None, :, :, None] * 0.3)
+  assert float(lowpass_l1_loss(target + texture, target, 4)) == pytest.approx(0.0, abs=1e-6)
+  assert float(lowpass_l1_loss(target + texture, target, 1)) == pytest.approx(0.3, rel=1e-5)
+  # A shift of a block's mean shows up, as |shift| x (share of blocks moved).
+  moved = target.at[:, :4, :4].add(0.5)
+  assert float(lowpass_l1_loss(moved, target, 4)) == pytest.approx(0.5 / 4, rel=1e-5)
+  total, m = generator_loss(jnp.zeros((2, 1, 1, 1)), moved, target, l1_weight=10.0, l1_pool=4)
+  assert float(m["l1_loss"]) == pytest.approx(0.5 / 4, rel=1e-5)
+  assert float(total) == pytest.approx(math.log(2) + 10 * 0.5 / 4, rel=1e-5)
+  with pytest.raises(ValueError, match="factor 3 does not divide the image size 8x8"):
+    average_pool(target, 3)
 
 
 def test_discriminator_loss_is_real_plus_fake():
