@@ -31,6 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_d = 1                        # discriminator scales; > 1: pix2pixHD multi-scale D
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
+  model.noise_layers = 0                 # StyleGAN noise inputs (learned per-channel scale) in
+                                         # the N up blocks before the output; 0 = none
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4             # Adam step size, both networks

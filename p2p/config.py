@@ -79,6 +79,7 @@ class ModelConfig:
   num_d: int = 1
   conv_transpose_impl: str = "phase"
   matmul_conv_max_size: int = 16
+  noise_layers: int = 0
 
   def __post_init__(self):
     _choice("model.norm", self.norm, NORMS)
@@ -91,6 +92,9 @@ class ModelConfig:
       raise ConfigError(f"model.dropout_rate={self.dropout_rate} must be in [0, 1).")
     if self.num_downs < 0:
       raise ConfigError(f"model.num_downs={self.num_downs} must be >= 0 (0 = log2(image_size)).")
+    if self.noise_layers < 0:
+      raise ConfigError(f"model.noise_layers={self.noise_layers} must be >= 0 (0 = no noise "
+                        f"inputs; N = the N up blocks before the output get them).")
     if self.matmul_conv_max_size < 0:
       raise ConfigError(f"model.matmul_conv_max_size={self.matmul_conv_max_size} must be >= 0 "
                         f"(0 = never).")

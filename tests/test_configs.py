@@ -114,6 +114,13 @@ def test_l1_pool_is_checked(pool, message):
   assert train_config(config).optim.l1_pool == 4
 
 
+def test_noise_layers_are_checked():
+  config = base.get_config()
+  config.model.noise_layers = -1
+  with pytest.raises(ConfigError, match=re.escape("model.noise_layers=-1 must be >= 0")):
+    train_config(config)
+
+
 def run_main(*args: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:
   env = {**os.environ, "PYTHONUNBUFFERED": "1"}
   return subprocess.Popen([sys.executable, "-m", "p2p.main", *args], cwd=cwd, env=env,

@@ -183,6 +183,40 @@ def test_train_updates_batch_stats(g6):
              for o, n in zip(jax.tree.leaves(old), jax.tree.leaves(new)))
 
 
+def test_noise_inputs_are_zero_at_init_and_sampled_with_dropout():
+  """StyleGAN noise in the up blocks before the output: learned scale, drawn iff dropout is."""
+  plain, noisy = (UNetGenerator(ngf=NGF, dropout_rate=0.0, noise_layers=n) for n in (0, 2))
+  x = images(32)
+  variables = init(noisy, x[:1])
+  params = variables["params"]
+  assert [k for k in sorted(params) if "noise_scale" in params[k]] == ["up_2", "up_3"]
+  assert not any(np.asarray(params[k]["noise_scale"]).any() for k in ("up_2", "up_3"))
+  stripped = {k: {n: v for n, v in block.items() if n != "noise_scale"}
+              for k, block in params.items()}
+  base_vars = {**variables, "params": stripped}
+  assert jax.tree.structure(init(plain, x[:1])) == jax.tree.structure(base_vars)
+  run_plain, run_noisy = runner(plain), runner(noisy)
+  want, _ = run_plain(base_vars, x, rng(1), train=True)
+  got, _ = run_noisy(variables, x, rng(1), train=True)
+  np.testing.assert_allclose(got, want, atol=1e-6)  # zero scale: no change at init
+  params = {**params, "up_2": {**params["up_2"], "noise_scale": jnp.full((NGF,), 0.5)}}
+  variables = {**variables, "params": params}
+  a, _ = run_noisy(variables, x, rng(1), train=True)
+  b, _ = run_noisy(variables, x, rng(2), train=True)
+  again, _ = run_noisy(variables, x, rng(1), train=True)
+  assert float(jnp.abs(a - b).max()) > 1e-3
+  np.testing.assert_array_equal(a, again)
+  quiet, _ = run_noisy(variables, x, rng(2), train=True, dropout=False)
+  np.testing.assert_allclose(quiet, want, atol=1e-6)  # not sampling: noise left out
+
+  def loss(scale):
+    p = {**params, "up_3": {**params["up_3"], "noise_scale": scale}}
+    out, _ = noisy.apply({**variables, "params": p}, x, train=True, rngs={"dropout": rng(3)},
+                         mutable=["batch_stats"])
+    return jnp.square(out).mean()
+  assert float(jnp.abs(jax.jit(jax.grad(loss))(params["up_3"]["noise_scale"])).max()) > 0
+
+
 @pytest.mark.parametrize("norm", ["instance", "none"])
 def test_generator_norm_variants(norm):
   model = UNetGenerator(ngf=NGF, norm=norm)

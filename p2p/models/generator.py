@@ -60,11 +60,17 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-  """ReLU -> 4x4 stride-2 transposed conv -> norm [-> dropout]; tanh instead of norm outermost."""
+  """ReLU -> 4x4 stride-2 transposed conv -> norm [-> dropout] [+ noise]; tanh outermost.
+
+  noise: StyleGAN's noise input, one N(0, 1) map per image and layer times a learned
+  per-channel scale (zero at init), drawn from the dropout stream when sampling stochastically
+  and left out (its mean, zero) otherwise.
+  """
   features: int
   norm: str = "batch"
   outermost: bool = False
   dropout_rate: float = 0.0
+  noise: bool = False
   conv_transpose_impl: str = "phase"
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE
@@ -81,6 +87,11 @@ class Up(nn.Module):
     x = norm_layer(self.norm, train, self.dtype, name="norm")(x)
     if self.dropout_rate > 0:
       x = nn.Dropout(self.dropout_rate, deterministic=not dropout)(x)
+    if self.noise:
+      scale = self.param("noise_scale", nn.initializers.zeros, (self.features,), jnp.float32)
+      if dropout:
+        noise = jax.random.normal(self.make_rng("dropout"), (*x.shape[:3], 1), x.dtype)
+        x = x + noise * scale.astype(x.dtype)
     return x
 
 
@@ -94,6 +105,7 @@ class UNetGenerator(nn.Module):
   conv_transpose_impl: str = "phase"
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
+  noise_layers: int = 0  # the up blocks just before the output that get StyleGAN noise inputs
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool,
@@ -101,6 +113,7 @@ class UNetGenerator(nn.Module):
     """B x H x W x C in [-1, 1] -> B x H x W x out_channels float32 in [-1, 1].
 
     dropout defaults to train; pix2pix also samples dropout at test time (dropout=True).
+    Noise inputs, if any, are sampled exactly when dropout is.
     """
     check_norm(self.norm)
     depth = resolve_num_downs(x_BxHxWxC.shape[1], x_BxHxWxC.shape[2], self.num_downs)
@@ -117,6 +130,6 @@ class UNetGenerator(nn.Module):
       features = self.out_channels if i == 1 else level_channels(self.ngf, i - 1)
       rate = self.dropout_rate if FIRST_DROPOUT_DEPTH <= i < depth else 0.0
       x = Up(features, self.norm, outermost=i == 1, dropout_rate=rate,
-             conv_transpose_impl=self.conv_transpose_impl, dtype=self.dtype,
+             noise=1 < i <= 1 + self.noise_layers, conv_transpose_impl=self.conv_transpose_impl, dtype=self.dtype,
              matmul_max_size=self.matmul_max_size, name=f"up_{i}")(x, train, dropout)
     return x.astype(jnp.float32)
