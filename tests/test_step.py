@@ -217,8 +217,11 @@ def test_multi_step_equals_single_steps(setup, unroll):
   assert int(got.step) == 2
   for k in METRICS:
     np.testing.assert_allclose(got_metrics[k][1], metrics[k], rtol=1e-4, atol=1e-6)
+  # Adam moves a weight by ~lr (2e-4) whatever its gradient's size, so a float reordering of a
+  # near-zero gradient between the loop and single calls can move one weight by ~1e-6 (seen
+  # under load); a missed or repeated step moves nearly all of them by ~lr.
   for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(state)):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
 def test_state_is_updated_in_place_without_copies(setup):
