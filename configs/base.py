@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4             # Adam step size, both networks
+  optim.d_lr_scale = 1.0                 # D's step size = learning_rate x this (TTUR: > 1)
   optim.b1 = 0.5                         # Adam beta1
   optim.b2 = 0.999                       # Adam beta2
   optim.schedule = "constant"            # constant | linear (PyTorch: decays to 0 at the end)

@@ -102,9 +102,10 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-  """Adam and its learning-rate schedule, the same for both networks."""
+  """Adam and its learning-rate schedule (D's rate scaled by d_lr_scale), and the losses."""
 
   learning_rate: float = 2e-4
+  d_lr_scale: float = 1.0
   b1: float = 0.5
   b2: float = 0.999
   schedule: str = "constant"
@@ -125,6 +126,9 @@ class OptimConfig:
     _choice("optim.gan_mode", self.gan_mode, GAN_MODES)
     if self.learning_rate <= 0:
       raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")
+    if self.d_lr_scale <= 0:
+      raise ConfigError(f"optim.d_lr_scale={self.d_lr_scale} must be > 0: D's learning rate is "
+                        f"learning_rate x d_lr_scale (1 = the paper's equal rates).")
     if self.decay_epochs < 0:
       raise ConfigError(f"optim.decay_epochs={self.decay_epochs} must be >= 0.")
     for name in ("l1_weight", "gan_weight", "fm_weight"):

@@ -71,7 +71,7 @@ def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
 
 
 def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
-  """The generator, discriminator and one Adam per network, from a validated config."""
+  """The generator, discriminator and one Adam per network (D's rate x d_lr_scale), from a config."""
   model: ModelConfig = config.model
   dtype = jnp.dtype(config.compute_dtype)
   size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
@@ -85,8 +85,11 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   discriminator = (MultiScaleDiscriminator(num_scales=model.num_d, **d_args) if model.num_d > 1
                    else PatchDiscriminator(**d_args))
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)
-  make_tx = lambda: optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
-  return Networks(generator, discriminator, make_tx(), make_tx(), config.optim.ema_decay)
+  make_tx = lambda lr: optax.adam(lr, b1=config.optim.b1, b2=config.optim.b2)
+  scale = config.optim.d_lr_scale
+  d_schedule = schedule if scale == 1 else (lambda step: scale * schedule(step))
+  return Networks(generator, discriminator, make_tx(schedule), make_tx(d_schedule),
+                  config.optim.ema_decay)
 
 
 def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
