@@ -71,7 +71,7 @@ def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
 
 
 def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
-  """The generator, discriminator and one Adam per network (D's rate x d_lr_scale), from a config."""
+  """The generator, discriminator and one Adam each (D's rate x d_lr_scale), from a config."""
   model: ModelConfig = config.model
   dtype = jnp.dtype(config.compute_dtype)
   size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
