@@ -33,6 +33,7 @@ Choices (README "Quality on real maps" has the measurements):
   (optim.l1_pool=4, texture left to GAN + FM): patches FID 279.9 / KID 0.261, L1 0.286.
   Nor StyleGAN noise inputs in the last 3 up blocks (model.noise_layers=3): patches FID 264.3 /
   KID 0.232, L1 0.285 (full 182.6 / 0.099).
+  Nor twice D's learning rate (optim.d_lr_scale=2, TTUR): patches FID 282.7 / KID 0.262.
 """
 
 import ml_collections
