@@ -114,12 +114,12 @@ def test_l1_pool_is_checked(pool, message):
   assert train_config(config).optim.l1_pool == 4
 
 
-
 def test_d_lr_scale_is_checked():
   config = base.get_config()
   config.optim.d_lr_scale = 0.0
   with pytest.raises(ConfigError, match=re.escape("optim.d_lr_scale=0.0 must be > 0")):
     train_config(config)
+
 
 def test_noise_layers_are_checked():
   config = base.get_config()

@@ -1,5 +1,6 @@
 """The train step: golden values after one step, no recompilation, schedule, state layout."""
 
+import dataclasses
 import functools
 import re
 
@@ -127,19 +128,19 @@ def test_linear_schedule_matches_pytorch():
   assert float(constant(35)) == pytest.approx(2e-4)
 
 
-
 def test_d_learning_rate_is_scaled_on_the_same_schedule():
   config = tiny_config(num_epochs=4)
-  config = config.__class__(**{**vars(config), "optim": config.optim.__class__(
-      schedule="linear", decay_epochs=2, d_lr_scale=3.0)})
+  config = dataclasses.replace(config, optim=dataclasses.replace(
+      config.optim, schedule="linear", decay_epochs=2, d_lr_scale=3.0))
   nets = build_networks(config, steps_per_epoch=10)
   params = {"w": jnp.zeros(4)}
   grads = {"w": jnp.ones(4)}  # Adam's first move is lr * g / (|g| + eps): the rate itself
   for tx, scale in ((nets.g_tx, 1.0), (nets.d_tx, 3.0)):
     opt_state = tx.init(params)
-    for step in range(25):  # the rate in the first decayed epoch, 2e-4 * (1 - 1/3)
+    for _ in range(25):  # the rate in the first decayed epoch, 2e-4 * (1 - 1/3)
       updates, opt_state = tx.update(grads, opt_state, params)
     np.testing.assert_allclose(updates["w"], -scale * 2e-4 * (2 / 3), rtol=1e-3)
+
 
 GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_loss": 0.6669747,
           "real_d_loss": 0.6752431, "total_disc_loss": 1.3985741, "total_gen_loss": 67.477592}
