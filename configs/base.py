@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
   model.noise_layers = 0                 # StyleGAN noise inputs (learned per-channel scale) in
                                          # the N up blocks before the output; 0 = none
+  model.d_spectral_norm = False          # spectral norm on every D conv (GauGAN's D with
+                                         # optim.gan_mode=hinge and feature matching)
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4             # Adam step size, both networks
@@ -42,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   optim.schedule = "constant"            # constant | linear (PyTorch: decays to 0 at the end)
   optim.decay_epochs = 0                 # linear: epochs at the end over which LR decays to 0
   optim.gan_mode = "vanilla"             # vanilla (BCE on logits) | lsgan (least squares)
+                                         # | hinge (SAGAN/BigGAN)
   optim.l1_weight = 100.0                # lambda_L1 on |G(x) - y|
   optim.l1_pool = 1                      # > 1: L1 between l1_pool x l1_pool block means only
                                          # (low frequencies; texture left to GAN + FM)

@@ -11,7 +11,7 @@ PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
 NORMS = ("batch", "instance", "none")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
-GAN_MODES = ("vanilla", "lsgan")
+GAN_MODES = ("vanilla", "lsgan", "hinge")
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
 DTYPES = ("float32", "bfloat16")
@@ -80,6 +80,7 @@ class ModelConfig:
   conv_transpose_impl: str = "phase"
   matmul_conv_max_size: int = 16
   noise_layers: int = 0
+  d_spectral_norm: bool = False
 
   def __post_init__(self):
     _choice("model.norm", self.norm, NORMS)

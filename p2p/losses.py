@@ -8,22 +8,31 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GAN_MODES = ("vanilla", "lsgan")
+GAN_MODES = ("vanilla", "lsgan", "hinge")
 
 
 Logits = jax.Array | Sequence[jax.Array]  # one PatchGAN's map, or one per scale
 
 
-def gan_loss(logits: Logits, is_real: bool, mode: str = "vanilla") -> jax.Array:
+def gan_loss(logits: Logits, is_real: bool, mode: str = "vanilla",
+             discriminator: bool = True) -> jax.Array:
   """Mean GAN loss of D logits against the all-real or all-fake label.
 
   vanilla: binary cross-entropy on logits (numerically stable, as BCEWithLogitsLoss);
-  lsgan: mean squared error of the raw outputs (as the PyTorch implementation's MSELoss).
-  A multi-scale D's tuple of logit maps gives the sum of each map's mean, as in pix2pixHD.
+  lsgan: mean squared error of the raw outputs (as the PyTorch implementation's MSELoss);
+  hinge (SAGAN, BigGAN): D pays relu(1 - logit) on real and relu(1 + logit) on fake pairs,
+  G pays -logit (discriminator=False, fakes labelled real). The other modes ignore
+  discriminator. A multi-scale D's tuple of logit maps gives the sum of each map's mean.
   """
   if isinstance(logits, (tuple, list)):
-    return sum(gan_loss(scale, is_real, mode) for scale in logits)
+    return sum(gan_loss(scale, is_real, mode, discriminator) for scale in logits)
   logits = logits.astype(jnp.float32)
+  if mode == "hinge":
+    if not discriminator:
+      if not is_real:
+        raise ValueError("the hinge loss of the generator labels its fakes real (is_real=True).")
+      return -logits.mean()
+    return jax.nn.relu(1.0 - logits if is_real else 1.0 + logits).mean()
   target = jnp.full_like(logits, 1.0 if is_real else 0.0)
   if mode == "vanilla":
     return optax.sigmoid_binary_cross_entropy(logits, target).mean()
@@ -81,7 +90,7 @@ def generator_loss(fake_logits: Logits, fake: jax.Array, target: jax.Array, *,
   l1_pool > 1 takes the L1 between l1_pool x l1_pool block means (lowpass_l1_loss). With a
   feature_matching loss given, fm_weight x that is added (and reported).
   """
-  gan = gan_loss(fake_logits, True, mode)
+  gan = gan_loss(fake_logits, True, mode, discriminator=False)
   l1 = lowpass_l1_loss(fake, target, l1_pool)
   total = gan_weight * gan + l1_weight * l1
   metrics = {"fake_d_real_class_loss": gan, "l1_loss": l1}

@@ -32,6 +32,19 @@ def test_lsgan_loss_by_hand():
     gan_loss(logits, True, "wgan")
 
 
+def test_hinge_loss_by_hand():
+  logits = jnp.array([0.5, -2.0, 3.0])
+  assert float(gan_loss(logits, True, "hinge")) == pytest.approx((0.5 + 3.0 + 0.0) / 3)
+  assert float(gan_loss(logits, False, "hinge")) == pytest.approx((1.5 + 0.0 + 4.0) / 3)
+  assert float(gan_loss(logits, True, "hinge", discriminator=False)) == pytest.approx(-0.5)
+  with pytest.raises(ValueError, match="labels its fakes real"):
+    gan_loss(logits, False, "hinge", discriminator=False)
+  total, m = generator_loss(logits, jnp.zeros(2), jnp.zeros(2), mode="hinge")
+  assert float(m["fake_d_real_class_loss"]) == pytest.approx(-0.5)
+  d_total, _ = discriminator_loss(logits, logits, mode="hinge")
+  assert float(d_total) == pytest.approx((3.5 + 5.5) / 3)
+
+
 def test_generator_loss_is_gan_plus_weighted_l1():
   fake = jnp.array([[0.5, -0.5]])
   target = jnp.array([[0.0, 0.0]])

@@ -288,6 +288,31 @@ def test_discriminator_runs_with_each_norm(receptive_field, norm):
   assert ("batch_stats" in updates) == (norm == "batch")
 
 
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_spectral_norm_makes_d_blind_to_kernel_scale(norm):
+  """SN divides each kernel by its top singular value: scaling every kernel changes nothing.
+
+  Without SN (and without BatchNorm after every conv) the logits change, so the test can fail.
+  """
+  x = images(32, channels=6)
+  scaled = lambda v: {**v, "params": jax.tree_util.tree_map_with_path(
+      lambda path, p: p * 7.0 if path[-1].key == "kernel" else p, v["params"])}
+  for sn in (True, False):
+    model = PatchDiscriminator(70, ndf=NGF, norm=norm, spectral_norm=sn)
+    variables = init(model, x)
+    assert any("sigma" in str(path) for path, _ in jax.tree_util.tree_leaves_with_path(
+        variables.get("batch_stats", {}))) == sn
+    run = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
+    logits, updates = run(variables, x)
+    logits_scaled, updates_scaled = run(scaled(variables), x)
+    if sn:
+      np.testing.assert_allclose(logits_scaled, logits, rtol=1e-4, atol=1e-5)
+      sigma = lambda u: u["batch_stats"]["sn_conv_1"]["conv_1/kernel/sigma"]
+      assert float(sigma(updates_scaled)) == pytest.approx(7.0 * float(sigma(updates)), rel=1e-5)
+    else:
+      assert not np.allclose(logits_scaled, logits, rtol=1e-2)
+
+
 def test_downsample_is_pix2pixhd_average_pool_without_padded_pixels():
   x = np.random.default_rng(0).standard_normal((1, 5, 5, 2)).astype(np.float32)
   want = np.zeros((1, 3, 3, 2), np.float32)

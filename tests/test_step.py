@@ -147,7 +147,7 @@ GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_los
 GOLDEN_G_KERNEL_ABS_SUM = 12.024029
 
 
-def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1):
+def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla"):
   """Plain grads: G forward, D update, then G update via the new D (pix2pixHD FM if weighted)."""
   rng = jax.random.fold_in(state.rng, state.step)
 
@@ -169,7 +169,7 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1):
   def d_loss(params):
     fake_logits, stats, _ = d_apply(params, state.d.batch_stats, fake)
     real_logits, stats, _ = d_apply(params, stats, y)
-    return discriminator_loss(real_logits, fake_logits)[0], stats
+    return discriminator_loss(real_logits, fake_logits, mode=mode)[0], stats
 
   d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
   d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
@@ -180,33 +180,37 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1):
     out = g_apply(params)
     logits, _, feats = d_apply(d_params, d_stats, out)
     fm = sum(jnp.abs(f - r).mean() for f, r in zip(feats, real_feats)) * 4 / len(feats)
-    return generator_loss(logits, out, y, l1_pool=l1_pool)[0] + fm_weight * fm
+    return generator_loss(logits, out, y, l1_pool=l1_pool, mode=mode)[0] + fm_weight * fm
 
   g_grads = jax.grad(g_loss)(state.g.params)
   g_upd, _ = nets.g_tx.update(g_grads, state.g.opt_state, state.g.params)
   return optax.apply_updates(state.g.params, g_upd), d_params
 
 
-@pytest.mark.parametrize("fm_weight,num_d,l1_pool", [(0.0, 1, 1), (10.0, 1, 4), (10.0, 2, 1)])
-def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool):
+@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn", [
+    (0.0, 1, 1, False), (10.0, 1, 4, False), (10.0, 2, 1, False), (10.0, 1, 1, True)])
+def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D.
 
   l1_pool 4 (the L1 of block means) with lambda_L1 100: a step that ignored it would differ.
+  sn: GauGAN's D (spectral norm, its power-iteration state threaded like BatchNorm's) with the
+  hinge loss.
   """
   config, mesh, nets, step = setup
+  mode = "hinge" if sn else "vanilla"
   if fm_weight or num_d > 1:
     # Two scales at 32 px need a receptive field the 16 px coarse scale can hold.
     model = {**base.get_config().model.to_dict(), "ngf": 8, "ndf": 8, "num_d": num_d,
-             "receptive_field": 70 if num_d == 1 else 16}
+             "receptive_field": 70 if num_d == 1 else 16, "d_spectral_norm": sn}
     config = tiny_config(batch_size=2, model=model, **{
         "optim": {**base.get_config().optim.to_dict(), "fm_weight": fm_weight,
-                  "l1_pool": l1_pool}})
+                  "l1_pool": l1_pool, "gan_mode": mode}})
     nets = build_networks(config, steps_per_epoch=10)
     step = compile_step(nets, config, mesh)
   state = create_train_state(nets, config, mesh)
   batch = _batch(3)
   # fm_weight traced: one compile
-  reference = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool))
+  reference = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool, mode=mode))
   g_params, d_params = reference(state, batch["input"], batch["target"], fm_weight)
   if fm_weight:
     plain = reference(state, batch["input"], batch["target"], 0.0)[0]

@@ -3,9 +3,13 @@
 Each block's activation is sown into the "intermediates" collection as "features" (a no-op
 unless that collection is mutable), for pix2pixHD's feature-matching loss. pix2pixHD's
 multi-scale discriminator runs one PatchGAN per scale on ever coarser copies of the input.
+spectral_norm wraps every conv in flax's SpectralNorm (Miyato et al., 2018): its power-iteration
+vectors live in "batch_stats", so the train step keeps them as it keeps BatchNorm's statistics.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -51,6 +55,7 @@ class PatchDiscriminator(nn.Module):
   norm: str = "batch"
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
@@ -67,33 +72,36 @@ class PatchDiscriminator(nn.Module):
       return self._pixel(x, train).astype(jnp.float32)
     return self._patch(x, train, N_LAYERS[self.receptive_field]).astype(jnp.float32)
 
-  def _conv(self, features: int, kernel_size: int, stride: int, bias: bool,
-            name: str) -> nn.Module:
-    return conv(features, kernel_size, stride, bias, self.dtype, name=name,
-                matmul_max_size=self.matmul_max_size)
+  def _conv(self, features: int, kernel_size: int, stride: int, bias: bool, name: str,
+            train: bool) -> Callable[[jax.Array], jax.Array]:
+    layer = conv(features, kernel_size, stride, bias, self.dtype, name=name,
+                 matmul_max_size=self.matmul_max_size)
+    if not self.spectral_norm:
+      return layer
+    return lambda x: nn.SpectralNorm(layer, name=f"sn_{name}")(x, update_stats=train)
 
   def _patch(self, x: jax.Array, train: bool, n_layers: int) -> jax.Array:
     """NLayerDiscriminator: n_layers stride-2 convs, then two stride-1 convs."""
     bias = use_bias(self.norm)
-    x = nn.leaky_relu(self._conv(self.ndf, 4, 2, True, "conv_0")(x), 0.2)
+    x = nn.leaky_relu(self._conv(self.ndf, 4, 2, True, "conv_0", train)(x), 0.2)
     self.sow("intermediates", "features", x)
     for n in range(1, n_layers + 1):
       stride = 2 if n < n_layers else 1
-      x = self._conv(self.ndf * min(2 ** n, 8), 4, stride, bias, f"conv_{n}")(x)
+      x = self._conv(self.ndf * min(2 ** n, 8), 4, stride, bias, f"conv_{n}", train)(x)
       x = norm_layer(self.norm, train, self.dtype, name=f"norm_{n}")(x)
       x = nn.leaky_relu(x, 0.2)
       self.sow("intermediates", "features", x)
-    return self._conv(1, 4, 1, True, f"conv_{n_layers + 1}")(x)
+    return self._conv(1, 4, 1, True, f"conv_{n_layers + 1}", train)(x)
 
   def _pixel(self, x: jax.Array, train: bool) -> jax.Array:
     """PixelDiscriminator: three 1x1 convs (a 1x1 receptive field)."""
     bias = use_bias(self.norm)
-    x = nn.leaky_relu(self._conv(self.ndf, 1, 1, True, "conv_0")(x), 0.2)
+    x = nn.leaky_relu(self._conv(self.ndf, 1, 1, True, "conv_0", train)(x), 0.2)
     self.sow("intermediates", "features", x)
-    x = self._conv(2 * self.ndf, 1, 1, bias, "conv_1")(x)
+    x = self._conv(2 * self.ndf, 1, 1, bias, "conv_1", train)(x)
     x = nn.leaky_relu(norm_layer(self.norm, train, self.dtype, name="norm_1")(x), 0.2)
     self.sow("intermediates", "features", x)
-    return self._conv(1, 1, 1, bias, "conv_2")(x)
+    return self._conv(1, 1, 1, bias, "conv_2", train)(x)
 
 
 def downsample(x_BxHxWxC: jax.Array) -> jax.Array:
@@ -121,6 +129,7 @@ class MultiScaleDiscriminator(nn.Module):
   norm: str = "batch"
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -132,5 +141,6 @@ class MultiScaleDiscriminator(nn.Module):
       if k:
         x_BxHxWxC = downsample(x_BxHxWxC)
       logits.append(PatchDiscriminator(self.receptive_field, self.ndf, self.norm, self.dtype,
-                                       self.matmul_max_size, name=f"scale_{k}")(x_BxHxWxC, train))
+                                       self.matmul_max_size, self.spectral_norm,
+                                       name=f"scale_{k}")(x_BxHxWxC, train))
     return tuple(logits)
