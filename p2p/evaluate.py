@@ -22,7 +22,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with checkpoints (p2
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder; default: the run's data_dir.")
 _SPLIT = flags.DEFINE_string("split", "val", "Split to score.")
 _JSON = flags.DEFINE_string("json", None, "Also write the summary JSON here.")
-_OUT = flags.DEFINE_string("out", None, "Report folder; default: WORKDIR/eval.")
+_OUT = flags.DEFINE_string("out", None, "Report folder; default: WORKDIR/eval, or "
+                           "WORKDIR/eval_step_N with --step=N (the newest's report stays).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Score only the first N pairs (0 = all).")
 _PROTOCOL = flags.DEFINE_list("protocol", ["patches"], f"Comma list of {PROTOCOLS}.")
 _BASELINE = flags.DEFINE_list("baseline", list(BASELINES),
@@ -86,7 +87,8 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {e}")
   results = evaluate(gen, pairs, protocols=_PROTOCOL.value, baselines=baselines, means=means,
                      fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
-  out = Path(_OUT.value or Path(_WORKDIR.value) / "eval")
+  out = Path(_OUT.value or Path(_WORKDIR.value) / (
+      "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"))
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
           "n_pairs": len(pairs.names), "image_size": gen.image_size, "norm": _NORM.value,

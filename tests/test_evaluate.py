@@ -111,6 +111,16 @@ def test_image_size_scores_larger_tiles_with_the_trained_net(tiny_run, tmp_path)
   assert len(generated) == 3 and Image.open(generated[0]).size == (64, 64)
 
 
+def test_an_earlier_step_gets_its_own_report_folder(tiny_run):
+  """--step=N without --out writes RUN/eval_step_N, so the newest step's RUN/eval stays."""
+  result = evaluate(f"--workdir={tiny_run}", "--step=4", "--protocol=resize", "--baseline=none",
+                    "--nofid")
+  assert result.returncode == 0, result.stderr
+  summary = json.loads((tiny_run / "eval_step_4" / "metrics.json").read_text())
+  assert summary["meta"]["step"] == 4
+  assert "eval_step_4" in result.stdout
+
+
 def test_image_size_the_net_cannot_take_is_one_clear_error(tiny_run, tmp_path):
   result = evaluate(f"--workdir={tiny_run}", "--nofid", "--image_size=48", f"--out={tmp_path}")
   assert result.returncode != 0 and "Traceback" not in result.stderr
