@@ -10,7 +10,8 @@ Choices (README "Quality on real maps" has the measurements):
 - Native-scale 256 px patches, 4 per half (the seed's grid), 286 -> 256 jitter and flips: the
   evaluation's patches protocol sees exactly this scale and size.
 - ngf = ndf = 32: a quarter of the paper's FLOPs (~4 vs 1.4 img/s here), so 4 epochs
-  (17,536 steps at batch 1) fit in 90 minutes; at ngf 64 only ~1.7 epochs would.
+  (17,536 steps at batch 1) fit in 90 minutes; at ngf 64 only ~1.7 epochs would, at ngf = ndf = 48
+  ~2 (bare step 1.87 vs 4.40 img/s at 32: benchmarks/train_step.py --ngf=48, 2026-12-03).
 - pix2pixHD's feature-matching loss on the PatchGAN's four blocks (optim.fm_weight = 20) with
   lambda_L1 = 10 instead of 100: patches FID 240.7 / KID 0.201, L1 0.282, against 289.3 /
   0.271, L1 0.275 for the paper's losses at the same budget, for ~3% more step time. fm 10
