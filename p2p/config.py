@@ -11,7 +11,6 @@ PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
 NORMS = ("batch", "instance", "none")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
-GAN_MODES = ("vanilla", "lsgan", "hinge")
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
 DTYPES = ("float32", "bfloat16")
@@ -124,6 +123,7 @@ class OptimConfig:
     if not 0 <= self.ema_decay < 1:
       raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1): 0 turns the "
                         f"generator's weight average off, 0.999 averages ~1000 steps.")
+    from p2p.losses import GAN_MODES
     _choice("optim.gan_mode", self.gan_mode, GAN_MODES)
     if self.learning_rate <= 0:
       raise ConfigError(f"optim.learning_rate={self.learning_rate} must be > 0.")
