@@ -12,10 +12,11 @@ Choices (README "Quality on real maps" has the measurements):
 - ngf = ndf = 32: a quarter of the paper's FLOPs (~4 vs 1.4 img/s here), so 4 epochs
   (17,536 steps at batch 1) fit in 90 minutes; at ngf 64 only ~1.7 epochs would, at ngf = ndf = 48
   ~2 (bare step 1.87 vs 4.40 img/s at 32: benchmarks/train_step.py --ngf=48, 2026-12-03).
-- pix2pixHD's feature-matching loss on the PatchGAN's four blocks (optim.fm_weight = 20) with
-  lambda_L1 = 10 instead of 100: patches FID 240.7 / KID 0.201, L1 0.282, against 289.3 /
-  0.271, L1 0.275 for the paper's losses at the same budget, for ~3% more step time. fm 10
-  scored 249.5 / 0.226, L1 0.291 on patches (its `full` FID was better: 175.3 vs 198.7).
+- pix2pixHD's feature-matching loss on the PatchGAN's four blocks (optim.fm_weight = 40) with
+  lambda_L1 = 10 instead of 100: patches FID 236.9 / KID 0.194, L1 0.282 (full 183.4 /
+  0.087), against 289.3 / 0.271, L1 0.275 for the paper's losses at the same budget, for ~3%
+  more step time. fm 20 scored 240.7 / 0.201, L1 0.282 (full 198.7 / 0.117); fm 10 249.5 /
+  0.226, L1 0.291 (full 175.3 / 0.095). The runs below used fm 20.
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
 - Tried and not better at 90 min (paper losses otherwise): lambda_L1 = 10 on native 128 px
@@ -53,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.ngf = 32
   config.model.ndf = 32
   config.optim.l1_weight = 10.0
-  config.optim.fm_weight = 20.0
+  config.optim.fm_weight = 40.0
   config.optim.schedule = "linear"
   config.optim.decay_epochs = 2
   return base.finish(config, arg)
