@@ -52,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   optim.disc_loss_weight = 1.0           # D loss = weight * (real + fake); PyTorch uses 0.5
   optim.fm_weight = 0.0                  # > 0: pix2pixHD feature matching on D blocks (it uses 10)
   optim.ema_decay = 0.0                  # > 0: also keep an EMA of G's weights (used to sample)
+  optim.d_augment = ""                   # DiffAugment on D's real and fake inputs, any of
+                                         # color,translation,cutout; "" = none
 
   config.wandb = wandb = ml_collections.ConfigDict()
   wandb.mode = "disabled"                # disabled | offline | online (never online by default)

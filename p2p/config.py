@@ -117,9 +117,15 @@ class OptimConfig:
   disc_loss_weight: float = 1.0
   fm_weight: float = 0.0
   ema_decay: float = 0.0
+  d_augment: str = ""
 
   def __post_init__(self):
     _choice("optim.schedule", self.schedule, SCHEDULES)
+    from p2p.augment import parse_policy
+    try:
+      parse_policy(self.d_augment)
+    except ValueError as e:
+      raise ConfigError(f"optim.d_augment={self.d_augment!r}: {e}") from None
     if not 0 <= self.ema_decay < 1:
       raise ConfigError(f"optim.ema_decay={self.ema_decay} must be in [0, 1): 0 turns the "
                         f"generator's weight average off, 0.999 averages ~1000 steps.")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from p2p import parallel
+from p2p import augment, parallel
 from p2p.config import OptimConfig, TrainConfig
 from p2p.losses import Logits, discriminator_loss, feature_matching_loss, generator_loss
 from p2p.state import NetState, Networks, TrainState, ema_update
@@ -22,25 +22,40 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_loss",
            "real_d_loss", "fake_d_loss")
+AUGMENT_STREAM = 0xA06  # folded into the step's key for D's input augmentation (DiffAugment)
 
 
-def _apply_d(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array
-             ) -> tuple[Logits, Any]:
+def augment_keys(rng: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Keys of D's input augmentation in one step: D update's fake and real pairs, G update's.
+
+  The G update augments the fake and the real pair with its one key, so feature matching
+  compares features of identically transformed pairs.
+  """
+  k_fake, k_real, k_g = jax.random.split(
+      jax.random.fold_in(jax.random.fold_in(rng, step), AUGMENT_STREAM), 3)
+  return k_fake, k_real, k_g
+
+
+def _d_input(x: jax.Array, y: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> jax.Array:
+  """D's input: the (input, output) pair on channels, augmented by the DiffAugment policy."""
+  return augment.diff_augment(jnp.concatenate([x, y], axis=-1), key, policy)
+
+
+def _apply_d(nets: Networks, params: Any, stats: Any, pair: jax.Array) -> tuple[Logits, Any]:
   """D logits of (input, output) pairs in train mode, and D's updated BatchNorm statistics.
 
   A multi-scale D gives a tuple of logit maps, one per scale; the losses sum over it.
   """
-  logits, stats, _ = _apply_d_features(nets, params, stats, x, y, features=False)
+  logits, stats, _ = _apply_d_features(nets, params, stats, pair, features=False)
   return logits, stats
 
 
-def _apply_d_features(nets: Networks, params: Any, stats: Any, x: jax.Array, y: jax.Array,
+def _apply_d_features(nets: Networks, params: Any, stats: Any, pair: jax.Array,
                       features: bool = True) -> tuple[Logits, Any, tuple[jax.Array, ...]]:
   """As _apply_d, plus each D block's activation when features (else an empty tuple)."""
   mutable = ["batch_stats", "intermediates"] if features else ["batch_stats"]
   logits, updates = nets.discriminator.apply(
-      {"params": params, "batch_stats": stats}, jnp.concatenate([x, y], axis=-1), train=True,
-      mutable=mutable)
+      {"params": params, "batch_stats": stats}, pair, train=True, mutable=mutable)
   # Blocks in order; a multi-scale D's scale_0, scale_1, ... subtrees in order of their names.
   feats = tuple(jax.tree.leaves(updates["intermediates"])) if features else ()
   return logits, updates.get("batch_stats", stats), feats
@@ -59,10 +74,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   """One pix2pix iteration as in the PyTorch implementation: G forward, D update, G update.
 
   G runs once; its vjp carries the G update. D sees real and fake pairs in separate calls (so
-  BatchNorm statistics stay separate), and the G update sees the freshly updated D.
+  BatchNorm statistics stay separate), and the G update sees the freshly updated D. With a
+  DiffAugment policy D sees every pair through its random transforms (augment_keys).
   """
   x, y = batch["input"], batch["target"]
   dropout_rng = jax.random.fold_in(state.rng, state.step)
+  policy = augment.parse_policy(optim.d_augment)
+  k_fake, k_real, k_g = augment_keys(state.rng, state.step)
 
   def g_forward(params):
     fake, updates = nets.generator.apply(
@@ -73,9 +91,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   fake, g_vjp, g_stats = jax.vjp(g_forward, state.g.params, has_aux=True)
 
   def d_loss_fn(params):
-    fake_logits, stats = _apply_d(nets, params, state.d.batch_stats, x,
-                                  jax.lax.stop_gradient(fake))
-    real_logits, stats = _apply_d(nets, params, stats, x, y)
+    fake_logits, stats = _apply_d(nets, params, state.d.batch_stats,
+                                  _d_input(x, jax.lax.stop_gradient(fake), k_fake, policy))
+    real_logits, stats = _apply_d(nets, params, stats, _d_input(x, y, k_real, policy))
     loss, metrics = discriminator_loss(real_logits, fake_logits, mode=optim.gan_mode,
                                        weight=optim.disc_loss_weight)
     return loss, (metrics, stats)
@@ -86,11 +104,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
 
   use_fm = optim.fm_weight > 0
   # The real pair's D features under the updated D (its BatchNorm statistics are not kept).
-  real_feats = (_apply_d_features(nets, d.params, d.batch_stats, x, y)[2] if use_fm else ())
+  real_feats = (_apply_d_features(nets, d.params, d.batch_stats, _d_input(x, y, k_g, policy))[2]
+                if use_fm else ())
 
   def g_loss_fn(fake):
-    fake_logits, stats, fake_feats = _apply_d_features(nets, d.params, d.batch_stats, x, fake,
-                                                       features=use_fm)
+    fake_logits, stats, fake_feats = _apply_d_features(
+        nets, d.params, d.batch_stats, _d_input(x, fake, k_g, policy), features=use_fm)
     fm = feature_matching_loss(fake_feats, real_feats) if use_fm else None
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
                                    gan_weight=optim.gan_weight, mode=optim.gan_mode,

@@ -128,6 +128,16 @@ def test_noise_layers_are_checked():
     train_config(config)
 
 
+@pytest.mark.parametrize("policy", ["flip", "color,color"])
+def test_d_augment_policy_is_checked(policy):
+  config = base.get_config()
+  config.optim.d_augment = policy
+  with pytest.raises(ConfigError, match=re.escape(f"optim.d_augment={policy!r}")):
+    train_config(config)
+  config.optim.d_augment = " translation, cutout "
+  assert train_config(config).optim.d_augment == " translation, cutout "
+
+
 def run_main(*args: str, cwd: Path = ROOT, **popen) -> subprocess.Popen:
   env = {**os.environ, "PYTHONUNBUFFERED": "1"}
   return subprocess.Popen([sys.executable, "-m", "p2p.main", *args], cwd=cwd, env=env,

@@ -11,12 +11,12 @@ import optax
 import pytest
 
 from configs import base
-from p2p import parallel
+from p2p import augment, parallel
 from p2p.config import train_config
 from p2p.losses import discriminator_loss, generator_loss
 from p2p.state import (TrainState, abstract_state, build_networks, count_params, ema_update,
                        create_train_state, learning_rate_schedule)
-from p2p.step import METRICS, compile_step, multi_step, precompile
+from p2p.step import METRICS, augment_keys, compile_step, multi_step, precompile
 
 
 def tiny_config(**top):
@@ -147,17 +147,21 @@ GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_los
 GOLDEN_G_KERNEL_ABS_SUM = 12.024029
 
 
-def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla"):
-  """Plain grads: G forward, D update, then G update via the new D (pix2pixHD FM if weighted)."""
+def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla", policy=()):
+  """Plain grads: G forward, D update, then G update via the new D (pix2pixHD FM if weighted).
+
+  policy: DiffAugment on D's inputs, a fresh key for each D-update pair, one for the G update's.
+  """
   rng = jax.random.fold_in(state.rng, state.step)
+  k_fake, k_real, k_g = augment_keys(state.rng, state.step)
 
   def g_apply(params):
     return nets.generator.apply({"params": params, "batch_stats": state.g.batch_stats}, x,
                                 train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
 
-  def d_apply(params, stats, out):
-    logits, m = nets.discriminator.apply({"params": params, "batch_stats": stats},
-                                         jnp.concatenate([x, out], -1), train=True,
+  def d_apply(params, stats, out, key):
+    pair = augment.diff_augment(jnp.concatenate([x, out], -1), key, policy)
+    logits, m = nets.discriminator.apply({"params": params, "batch_stats": stats}, pair, train=True,
                                          mutable=["batch_stats", "intermediates"])
     inter = m["intermediates"]  # a multi-scale D: one subtree per scale, finest first
     feats = (inter["features"] if "features" in inter
@@ -167,18 +171,18 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   fake = g_apply(state.g.params)
 
   def d_loss(params):
-    fake_logits, stats, _ = d_apply(params, state.d.batch_stats, fake)
-    real_logits, stats, _ = d_apply(params, stats, y)
+    fake_logits, stats, _ = d_apply(params, state.d.batch_stats, fake, k_fake)
+    real_logits, stats, _ = d_apply(params, stats, y, k_real)
     return discriminator_loss(real_logits, fake_logits, mode=mode)[0], stats
 
   d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
   d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
   d_params = optax.apply_updates(state.d.params, d_upd)
-  real_feats = d_apply(d_params, d_stats, y)[2]
+  real_feats = d_apply(d_params, d_stats, y, k_g)[2]
 
   def g_loss(params):
     out = g_apply(params)
-    logits, _, feats = d_apply(d_params, d_stats, out)
+    logits, _, feats = d_apply(d_params, d_stats, out, k_g)
     fm = sum(jnp.abs(f - r).mean() for f, r in zip(feats, real_feats)) * 4 / len(feats)
     return generator_loss(logits, out, y, l1_pool=l1_pool, mode=mode)[0] + fm_weight * fm
 
@@ -187,39 +191,49 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   return optax.apply_updates(state.g.params, g_upd), d_params
 
 
-@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn", [
-    (0.0, 1, 1, False), (10.0, 1, 4, False), (10.0, 2, 1, False), (10.0, 1, 1, True)])
-def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn):
+@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy", [
+    (0.0, 1, 1, False, ""), (10.0, 1, 4, False, ""), (10.0, 2, 1, False, ""),
+    (10.0, 1, 1, True, ""), (10.0, 1, 1, False, "color,translation,cutout")])
+def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn, policy):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D.
 
   l1_pool 4 (the L1 of block means) with lambda_L1 100: a step that ignored it would differ.
   sn: GauGAN's D (spectral norm, its power-iteration state threaded like BatchNorm's) with the
-  hinge loss.
+  hinge loss. policy: DiffAugment, each D input transformed with the key meant for it.
   """
   config, mesh, nets, step = setup
   mode = "hinge" if sn else "vanilla"
+  policy = augment.parse_policy(policy)
   if fm_weight or num_d > 1:
     # Two scales at 32 px need a receptive field the 16 px coarse scale can hold.
     model = {**base.get_config().model.to_dict(), "ngf": 8, "ndf": 8, "num_d": num_d,
              "receptive_field": 70 if num_d == 1 else 16, "d_spectral_norm": sn}
     config = tiny_config(batch_size=2, model=model, **{
         "optim": {**base.get_config().optim.to_dict(), "fm_weight": fm_weight,
-                  "l1_pool": l1_pool, "gan_mode": mode}})
+                  "l1_pool": l1_pool, "gan_mode": mode, "d_augment": ",".join(policy)}})
     nets = build_networks(config, steps_per_epoch=10)
     step = compile_step(nets, config, mesh)
   state = create_train_state(nets, config, mesh)
   batch = _batch(3)
   # fm_weight traced: one compile
-  reference = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool, mode=mode))
+  reference = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool, mode=mode,
+                                        policy=policy))
   g_params, d_params = reference(state, batch["input"], batch["target"], fm_weight)
   if fm_weight:
     plain = reference(state, batch["input"], batch["target"], 0.0)[0]
+  if policy:
+    bare = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool, mode=mode))(
+        state, batch["input"], batch["target"], fm_weight)
   new, metrics = step(state, parallel.global_batch(batch, mesh))
   assert ("feature_matching_loss" in metrics) == bool(fm_weight)
   for want, got in ((g_params, new.g.params), (d_params, new.d.params)):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
   if fm_weight:  # the loss changes G's update, so the comparison above can fail
     assert not np.allclose(plain["up_1"]["conv"]["kernel"], new.g.params["up_1"]["conv"]["kernel"])
+  if policy:  # the augmentation changes both updates, so the comparison above can fail
+    for want, got in ((bare[0], new.g.params), (bare[1], new.d.params)):
+      assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
+                     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
 
 
 @pytest.mark.parametrize("unroll", [False, True])
