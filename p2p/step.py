@@ -25,14 +25,13 @@ METRICS = ("total_gen_loss", "fake_d_real_class_loss", "l1_loss", "total_disc_lo
 AUGMENT_STREAM = 0xA06  # folded into the step's key for D's input augmentation (DiffAugment)
 
 
-def augment_keys(rng: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Keys of D's input augmentation in one step: D update's fake and real pairs, G update's.
+def augment_keys(step_rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Keys of D's input augmentation from the step's key: D update's fake and real pairs, G's.
 
   The G update augments the fake and the real pair with its one key, so feature matching
   compares features of identically transformed pairs.
   """
-  k_fake, k_real, k_g = jax.random.split(
-      jax.random.fold_in(jax.random.fold_in(rng, step), AUGMENT_STREAM), 3)
+  k_fake, k_real, k_g = jax.random.split(jax.random.fold_in(step_rng, AUGMENT_STREAM), 3)
   return k_fake, k_real, k_g
 
 
@@ -80,7 +79,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   x, y = batch["input"], batch["target"]
   dropout_rng = jax.random.fold_in(state.rng, state.step)
   policy = augment.parse_policy(optim.d_augment)
-  k_fake, k_real, k_g = augment_keys(state.rng, state.step)
+  k_fake, k_real, k_g = augment_keys(dropout_rng)
 
   def g_forward(params):
     fake, updates = nets.generator.apply(

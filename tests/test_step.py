@@ -153,7 +153,7 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   policy: DiffAugment on D's inputs, a fresh key for each D-update pair, one for the G update's.
   """
   rng = jax.random.fold_in(state.rng, state.step)
-  k_fake, k_real, k_g = augment_keys(state.rng, state.step)
+  k_fake, k_real, k_g = augment_keys(rng)
 
   def g_apply(params):
     return nets.generator.apply({"params": params, "batch_stats": state.g.batch_stats}, x,
