@@ -24,7 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   model.ngf = 64                         # generator filters in the first layer
   model.ndf = 64                         # discriminator filters in the first layer
-  model.norm = "batch"                   # batch | instance | none (both networks)
+  model.norm = "batch"                   # batch | instance | pixel | none (both networks)
+  model.g_norm = ""                      # G's own norm, if not model.norm (pixel: ProGAN's
+                                         # per-pixel norm, no spatial statistics)
   model.dropout_rate = 0.5               # generator dropout in the inner up blocks
   model.num_downs = 0                    # U-Net depth; 0 = log2(image_size) (8 at 256)
   model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286

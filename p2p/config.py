@@ -9,7 +9,7 @@ import ml_collections
 
 PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "pixel", "none")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
@@ -72,6 +72,7 @@ class ModelConfig:
   ngf: int = 64
   ndf: int = 64
   norm: str = "batch"
+  g_norm: str = ""
   dropout_rate: float = 0.5
   num_downs: int = 0
   receptive_field: int = 70
@@ -83,6 +84,7 @@ class ModelConfig:
 
   def __post_init__(self):
     _choice("model.norm", self.norm, NORMS)
+    _choice("model.g_norm", self.g_norm, ("", *NORMS))
     _choice("model.receptive_field", self.receptive_field, RECEPTIVE_FIELDS)
     _choice("model.conv_transpose_impl", self.conv_transpose_impl, ("phase", "flax"))
     _positive("model.ngf", self.ngf)

@@ -75,7 +75,8 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   model: ModelConfig = config.model
   dtype = jnp.dtype(config.compute_dtype)
   size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
-  generator = UNetGenerator(ngf=model.ngf, norm=model.norm, dropout_rate=model.dropout_rate,
+  generator = UNetGenerator(ngf=model.ngf, norm=model.g_norm or model.norm,
+                            dropout_rate=model.dropout_rate,
                             num_downs=model.num_downs or resolve_num_downs(size, size),
                             conv_transpose_impl=model.conv_transpose_impl, dtype=dtype,
                             matmul_max_size=model.matmul_conv_max_size,

@@ -121,6 +121,13 @@ def test_d_lr_scale_is_checked():
     train_config(config)
 
 
+def test_g_norm_is_checked():
+  config = base.get_config()
+  config.model.g_norm = "group"
+  with pytest.raises(ConfigError, match=re.escape("model.g_norm='group' is not one of")):
+    train_config(config)
+
+
 def test_noise_layers_are_checked():
   config = base.get_config()
   config.model.noise_layers = -1

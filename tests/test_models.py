@@ -11,6 +11,7 @@ import pytest
 from p2p.models import (MultiScaleDiscriminator, PatchDiscriminator, PhaseConvTranspose,
                         UNetGenerator, conv_transpose, min_input_size)
 from p2p.models.discriminator import coarsest_size, downsample
+from p2p.models.layers import norm_layer
 
 NGF = 8
 
@@ -217,7 +218,7 @@ def test_noise_inputs_are_zero_at_init_and_sampled_with_dropout():
   assert float(jnp.abs(jax.jit(jax.grad(loss))(params["up_3"]["noise_scale"])).max()) > 0
 
 
-@pytest.mark.parametrize("norm", ["instance", "none"])
+@pytest.mark.parametrize("norm", ["instance", "pixel", "none"])
 def test_generator_norm_variants(norm):
   model = UNetGenerator(ngf=NGF, norm=norm)
   variables = init(model, images(32, batch=1))
@@ -225,6 +226,19 @@ def test_generator_norm_variants(norm):
   assert "bias" in variables["params"]["down_1"]["conv"]
   y = jax.jit(functools.partial(model.apply, train=False))(variables, images(32))
   assert y.shape == (2, 32, 32, 3) and bool(jnp.isfinite(y).all())
+
+
+def test_pixel_norm_divides_each_pixel_by_its_rms_and_ignores_the_others():
+  norm = norm_layer("pixel", train=True)
+  x = normal(1, 6, 6, 4, seed=5)
+  y = norm.apply({}, x)
+  want = x / np.sqrt(np.mean(np.square(np.asarray(x)), axis=-1, keepdims=True) + 1e-8)
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+  spiked = x.at[0, 0, 0].multiply(1000.0)  # a bright spot changes only its own pixel
+  np.testing.assert_allclose(norm.apply({}, spiked)[0, 1:], y[0, 1:], rtol=1e-6)
+  instance = norm_layer("instance", train=True)
+  moved = instance.apply({}, spiked)[0, 1:] - instance.apply({}, x)[0, 1:]
+  assert float(jnp.abs(moved).max()) > 0.1  # unlike instance norm's spatial statistics
 
 
 def test_unknown_norm_is_rejected():

@@ -128,6 +128,15 @@ def test_linear_schedule_matches_pytorch():
   assert float(constant(35)) == pytest.approx(2e-4)
 
 
+def test_g_norm_replaces_the_norm_in_g_only():
+  config = tiny_config()
+  config = dataclasses.replace(config, model=dataclasses.replace(config.model, g_norm="pixel"))
+  nets = build_networks(config, steps_per_epoch=10)
+  assert nets.generator.norm == "pixel" and nets.discriminator.norm == "batch"
+  state = create_train_state(nets, config, parallel.make_mesh(jax.devices()[:1]))
+  assert not state.g.batch_stats and state.d.batch_stats
+
+
 def test_d_learning_rate_is_scaled_on_the_same_schedule():
   config = tiny_config(num_epochs=4)
   config = dataclasses.replace(config, optim=dataclasses.replace(

@@ -13,7 +13,7 @@ from flax.typing import Dtype, Initializer, PrecisionLike
 from p2p.models.kernels import (NARROW_FEATURES, lax_conv, matmul_conv_s2, matmul_conv_transpose,
                                 narrow_conv, phase_conv_transpose)
 
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "pixel", "none")
 CONV_TRANSPOSE_IMPLS = ("phase", "flax")
 # 4x4 stride-2 convs whose larger side (input or output) is at most this many px run as
 # patch extraction + one GEMM (kernels.matmul_*): faster on XLA:CPU, same params and outputs.
@@ -126,7 +126,12 @@ def check_norm(norm: str) -> None:
 
 def norm_layer(norm: str, train: bool, dtype: Dtype = jnp.float32,
                name: str | None = None) -> Callable[[jax.Array], jax.Array]:
-  """PyTorch-equivalent BatchNorm2d / InstanceNorm2d (affine=False), or identity for 'none'."""
+  """PyTorch-equivalent BatchNorm2d / InstanceNorm2d (affine=False), pixel norm, or identity.
+
+  pixel: ProGAN's pixelwise feature normalisation (Karras et al., 2018), each pixel's feature
+  vector divided by its RMS (flax's RMSNorm over channels, no parameters). It uses no spatial
+  statistics, so G cannot steer it with a bright spot, the source of StyleGAN's blob artifacts.
+  """
   check_norm(norm)
   if norm == "batch":
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
@@ -134,4 +139,6 @@ def norm_layer(norm: str, train: bool, dtype: Dtype = jnp.float32,
                         dtype=dtype, name=name)
   if norm == "instance":
     return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype, name=name)
+  if norm == "pixel":
+    return nn.RMSNorm(epsilon=1e-8, use_scale=False, dtype=dtype, name=name)
   return lambda x: x
