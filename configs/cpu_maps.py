@@ -16,7 +16,8 @@ Choices (README "Quality on real maps" has the measurements):
   lambda_L1 = 10 instead of 100: patches FID 236.9 / KID 0.194, L1 0.282 (full 183.4 /
   0.087), against 289.3 / 0.271, L1 0.275 for the paper's losses at the same budget, for ~3%
   more step time. fm 20 scored 240.7 / 0.201, L1 0.282 (full 198.7 / 0.117); fm 10 249.5 /
-  0.226, L1 0.291 (full 175.3 / 0.095). The runs below used fm 20.
+  0.226, L1 0.291 (full 175.3 / 0.095); fm 80 274.1 / 0.236, L1 0.277 (full 210.2 / 0.107).
+  The runs below used fm 20 up to DiffAugment (fm 40).
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
 - Tried and not better at 90 min (paper losses otherwise): lambda_L1 = 10 on native 128 px
