@@ -89,7 +89,7 @@ def main() -> None:
   cli.import_configs_from_anywhere()
   from absl import flags
   flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
-  logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+  logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                       format="%(asctime)s %(name)s %(message)s")  # phases, for a run that stalls
   logging.info("epoch.py: training loop (%s)", args.config)
   loop = measure_loop(args)
