@@ -11,7 +11,8 @@
 #   timeout_s=540). JSON lines come back in $OUT/gpu_check.jsonl, phases in $OUT/gpu_check.log.
 # CPU smoke of the device branch (the project's .venv has the packages, so no wheels):
 #   GPU_CHECK_TRAIN=8 GPU_CHECK_K=2 GPU_CHECK_STEPS=4 GPU_CHECK_CONFIG=configs/demo.py \
-#     GPU_CHECK_LIMIT=200 OUT=/tmp/gpu_check PATH=$PWD/.venv/bin:$PATH bash benchmarks/gpu_check.sh device
+#     GPU_CHECK_LIMIT=200 OUT=/tmp/gpu_check PATH=$PWD/.venv/bin:$PATH \
+#     bash benchmarks/gpu_check.sh device
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
