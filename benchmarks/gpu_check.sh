@@ -41,7 +41,7 @@ device() {
       --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
   fi
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
     python3 -c 'import jax; print("jax", jax.__version__, jax.devices())'; } >> "$log" 2>&1
   local data=/tmp/gpu_check_maps
@@ -58,7 +58,8 @@ synthetic() {  # DIR: $TRAIN train pairs and 8 val pairs, made by 8 generators i
   local dir=$1 per=$(( (TRAIN + 7) / 8 )) s i n=0
   rm -rf "$dir" "$dir".*
   for s in $(seq 0 7); do
-    python3 -m p2p.data.synthetic --out "$dir.$s" --train "$per" --val 8 --seed "$s" &
+    python3 -m p2p.data.synthetic --out "$dir.$s" --train "$per" --val $((s ? 0 : 8)) \
+      --seed "$s" &
   done
   wait
   mkdir -p "$dir/train"

@@ -9,7 +9,8 @@ import ml_collections
 
 PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
-NORMS = ("batch", "instance", "pixel", "none")
+NORMS = ("batch", "instance", "pixel", "none")  # p2p.models.layers builds exactly these
+CONV_TRANSPOSE_IMPLS = ("phase", "flax")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
@@ -86,7 +87,7 @@ class ModelConfig:
     _choice("model.norm", self.norm, NORMS)
     _choice("model.g_norm", self.g_norm, ("", *NORMS))
     _choice("model.receptive_field", self.receptive_field, RECEPTIVE_FIELDS)
-    _choice("model.conv_transpose_impl", self.conv_transpose_impl, ("phase", "flax"))
+    _choice("model.conv_transpose_impl", self.conv_transpose_impl, CONV_TRANSPOSE_IMPLS)
     _positive("model.ngf", self.ngf)
     _positive("model.ndf", self.ndf)
     _positive("model.num_d", self.num_d)

@@ -10,11 +10,10 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from flax.typing import Dtype, Initializer, PrecisionLike
 
+from p2p.config import CONV_TRANSPOSE_IMPLS, NORMS
 from p2p.models.kernels import (NARROW_FEATURES, lax_conv, matmul_conv_s2, matmul_conv_transpose,
                                 narrow_conv, phase_conv_transpose)
 
-NORMS = ("batch", "instance", "pixel", "none")
-CONV_TRANSPOSE_IMPLS = ("phase", "flax")
 # 4x4 stride-2 convs whose larger side (input or output) is at most this many px run as
 # patch extraction + one GEMM (kernels.matmul_*): faster on XLA:CPU, same params and outputs.
 MATMUL_MAX_SIZE = 16
