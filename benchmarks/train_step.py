@@ -68,7 +68,8 @@ def make_config(args: argparse.Namespace):
   c = base.get_config()
   c.data.image_size, c.data.load_size, c.data.patch_size = args.size, args.size, args.size
   c.batch_size, c.model.receptive_field = args.batch, args.rf
-  c.model.ngf = c.model.ndf = args.ngf
+  c.model.ngf, c.model.ndf = args.ngf, args.ndf or args.ngf
+  c.optim.fm_weight = args.fm_weight
   c.model.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
   c.steps_per_call = args.steps_per_call
   c.model.matmul_conv_max_size = args.matmul_conv_max_size
@@ -127,7 +128,8 @@ def measure(args: argparse.Namespace) -> dict:
   achieved = k * flops / median / 1e9
   return {
       "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
-      "ngf": args.ngf, "dtype": args.dtype, "conv_transpose": args.conv_transpose,
+      "ngf": args.ngf, "ndf": args.ndf or args.ngf, "fm_weight": args.fm_weight,
+      "dtype": args.dtype, "conv_transpose": args.conv_transpose,
       "matmul_conv_max_size": args.matmul_conv_max_size,
       "steps_per_call": k, "img_per_s": round(k * args.batch / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
@@ -158,6 +160,9 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--rf", type=int, default=70, choices=(1, 16, 70, 286))
   parser.add_argument("--ngf", type=int, default=64)
+  parser.add_argument("--ndf", type=int, default=0, help="D's width (0 = --ngf)")
+  parser.add_argument("--fm_weight", type=float, default=0.0,
+                      help="optim.fm_weight (> 0 adds feature matching's extra D forward)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--conv_transpose", default="phase", choices=("phase", "flax"))
   parser.add_argument("--matmul_conv_max_size", type=int, default=16,
