@@ -94,14 +94,24 @@ def restored_params(workdir: Path) -> list[np.ndarray]:
   return [np.asarray(x) for x in jax.tree.leaves(p2p.load(workdir).variables)]
 
 
+@pytest.fixture(scope="module")
+def straight_params(maps, tmp_path_factory) -> list[np.ndarray]:
+  """G's parameters after 4 steps on one device, with no interruption."""
+  workdir = tmp_path_factory.mktemp("straight") / "run"
+  train_cli(workdir, maps, 4)
+  return restored_params(workdir)
+
+
 @pytest.mark.parametrize("first, then", [(FOUR_DEVICES, {}), ({}, FOUR_DEVICES)],
                          ids=["4to1", "1to4"])
-def test_checkpoint_restores_on_another_device_count(maps, tmp_path, first, then):
+def test_checkpoint_restores_on_another_device_count(maps, straight_params, tmp_path, first,
+                                                     then):
   train_cli(tmp_path / "run", maps, 2, first)
   train_cli(tmp_path / "run", maps, 4, then)
   assert Checkpointer(tmp_path / "run").all_steps() == [2, 4]
-  train_cli(tmp_path / "straight", maps, 4)  # one device, no interruption
-  for a, b in zip(restored_params(tmp_path / "run"), restored_params(tmp_path / "straight")):
+  params = restored_params(tmp_path / "run")
+  assert len(params) == len(straight_params)
+  for a, b in zip(params, straight_params):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
@@ -131,6 +141,7 @@ def test_bfloat16_losses_track_float32(maps, tmp_path):
     c.data.data_dir, c.data.preprocess, c.compute_dtype = str(maps), "resize", dtype
     c.batch_size, c.num_epochs, c.max_steps, c.log_every_steps = 2, 20, 0, 4
     c.eval_examples = c.num_sample_images = 1
+    c.checkpoint_every_epochs = c.num_epochs  # one checkpoint, at the end
     train_and_evaluate(train_config(c), tmp_path / dtype, progress=False)
     rows = [json.loads(line) for line in (tmp_path / dtype / "metrics.jsonl").open()]
     curves[dtype] = np.array([r["l1_loss"] for r in rows if "l1_loss" in r])
