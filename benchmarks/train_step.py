@@ -128,7 +128,7 @@ def measure(args: argparse.Namespace) -> dict:
   achieved = k * flops / median / 1e9
   return {
       "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
-      "ngf": args.ngf, "ndf": args.ndf or args.ngf, "fm_weight": args.fm_weight,
+      "ngf": args.ngf, "ndf": config.model.ndf, "fm_weight": args.fm_weight,
       "dtype": args.dtype, "conv_transpose": args.conv_transpose,
       "matmul_conv_max_size": args.matmul_conv_max_size,
       "steps_per_call": k, "img_per_s": round(k * args.batch / median, 3),

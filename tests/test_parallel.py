@@ -96,7 +96,7 @@ def restored_params(workdir: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def straight_params(maps, tmp_path_factory) -> list[np.ndarray]:
-  """G's parameters after 4 steps on one device, with no interruption."""
+  """G's variables (restored_params) after 4 steps on one device, with no interruption."""
   workdir = tmp_path_factory.mktemp("straight") / "run"
   train_cli(workdir, maps, 4)
   return restored_params(workdir)
