@@ -46,6 +46,8 @@ Choices (README "Quality on real maps" has the measurements):
   KID 0.271, L1 0.274 / PSNR 15.18 (full 222.2 / 0.123). Nor, with fm 40, a D without
   normalisation (model.norm=none, model.g_norm=batch): patches FID 269.8 / KID 0.233, though
   L1 0.275 / PSNR 15.23 beat the mean-colour floor (full 189.1 / 0.092).
+  Nor, with fm 40, G without dropout (model.dropout_rate=0): patches FID 275.6 / KID 0.241,
+  L1 0.281 (full 214.9 / 0.136).
 """
 
 import ml_collections
