@@ -48,6 +48,8 @@ Choices (README "Quality on real maps" has the measurements):
   L1 0.275 / PSNR 15.23 beat the mean-colour floor (full 189.1 / 0.092).
   Nor, with fm 40, G without dropout (model.dropout_rate=0): patches FID 275.6 / KID 0.241,
   L1 0.281 (full 214.9 / 0.136).
+  Nor a wider G (model.ngf=40, 80 min): patches FID 273.4 / KID 0.244, L1 0.282 (full
+  201.7 / 0.118); ngf 48 runs ~3.1 img/s, over the 90 minutes.
 """
 
 import ml_collections
