@@ -71,6 +71,7 @@ def make_config(args: argparse.Namespace):
   c.model.ngf, c.model.ndf = args.ngf, args.ndf or args.ngf
   c.optim.fm_weight = args.fm_weight
   c.model.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
+  c.model.upsample = args.upsample
   c.steps_per_call = args.steps_per_call
   c.model.matmul_conv_max_size = args.matmul_conv_max_size
   return train_config(c)
@@ -129,7 +130,7 @@ def measure(args: argparse.Namespace) -> dict:
   return {
       "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
       "ngf": args.ngf, "ndf": config.model.ndf, "fm_weight": args.fm_weight,
-      "dtype": args.dtype, "conv_transpose": args.conv_transpose,
+      "dtype": args.dtype, "conv_transpose": args.conv_transpose, "upsample": args.upsample,
       "matmul_conv_max_size": args.matmul_conv_max_size,
       "steps_per_call": k, "img_per_s": round(k * args.batch / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
@@ -165,6 +166,8 @@ def main() -> None:
                       help="optim.fm_weight (> 0 adds feature matching's extra D forward)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--conv_transpose", default="phase", choices=("phase", "flax"))
+  parser.add_argument("--upsample", default="transposed", choices=("transposed", "resize"),
+                      help="model.upsample: G's up convs")
   parser.add_argument("--matmul_conv_max_size", type=int, default=16,
                       help="model.matmul_conv_max_size (0 = every conv through lax)")
   parser.add_argument("--steps_per_call", type=int, default=1,

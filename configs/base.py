@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286
   model.num_d = 1                        # discriminator scales; > 1: pix2pixHD multi-scale D
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
+  model.upsample = "transposed"          # G's up convs: transposed (paper) | resize (nearest 2x
+                                         # + 3x3 conv, no checkerboard; same cost)
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
   model.noise_layers = 0                 # StyleGAN noise inputs (learned per-channel scale) in
                                          # the N up blocks before the output; 0 = none

@@ -11,6 +11,7 @@ PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
 NORMS = ("batch", "instance", "pixel", "none")  # p2p.models.layers builds exactly these
 CONV_TRANSPOSE_IMPLS = ("phase", "flax")
+UPSAMPLES = ("transposed", "resize")
 RECEPTIVE_FIELDS = (1, 16, 70, 286)
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
@@ -79,6 +80,7 @@ class ModelConfig:
   receptive_field: int = 70
   num_d: int = 1
   conv_transpose_impl: str = "phase"
+  upsample: str = "transposed"
   matmul_conv_max_size: int = 16
   noise_layers: int = 0
   d_spectral_norm: bool = False
@@ -88,6 +90,10 @@ class ModelConfig:
     _choice("model.g_norm", self.g_norm, ("", *NORMS))
     _choice("model.receptive_field", self.receptive_field, RECEPTIVE_FIELDS)
     _choice("model.conv_transpose_impl", self.conv_transpose_impl, CONV_TRANSPOSE_IMPLS)
+    _choice("model.upsample", self.upsample, UPSAMPLES)
+    if self.upsample == "resize" and self.conv_transpose_impl == "flax":
+      raise ConfigError("model.upsample='resize' runs as the phase transposed conv; set "
+                        "model.conv_transpose_impl='phase' or model.upsample='transposed'.")
     _positive("model.ngf", self.ngf)
     _positive("model.ndf", self.ndf)
     _positive("model.num_d", self.num_d)

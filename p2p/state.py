@@ -78,7 +78,8 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   generator = UNetGenerator(ngf=model.ngf, norm=model.g_norm or model.norm,
                             dropout_rate=model.dropout_rate,
                             num_downs=model.num_downs or resolve_num_downs(size, size),
-                            conv_transpose_impl=model.conv_transpose_impl, dtype=dtype,
+                            conv_transpose_impl=model.conv_transpose_impl,
+                            upsample=model.upsample, dtype=dtype,
                             matmul_max_size=model.matmul_conv_max_size,
                             noise_layers=model.noise_layers)
   d_args = dict(receptive_field=model.receptive_field, ndf=model.ndf, norm=model.norm,

@@ -128,6 +128,16 @@ def test_g_norm_is_checked():
     train_config(config)
 
 
+@pytest.mark.parametrize("upsample,impl,message", [
+    ("bilinear", "phase", "model.upsample='bilinear'"),
+    ("resize", "flax", "model.upsample='resize' runs as the phase transposed conv")])
+def test_upsample_is_checked(upsample, impl, message):
+  config = base.get_config()
+  config.model.upsample, config.model.conv_transpose_impl = upsample, impl
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train_config(config)
+
+
 def test_noise_layers_are_checked():
   config = base.get_config()
   config.model.noise_layers = -1

@@ -50,6 +50,16 @@ def test_transposed_convs_equal_lax_conv_transpose(impl, hw, features):
   _assert_same_vjp(impl, _up, x, k)
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (8, 8)])
+def test_nearest_up_kernel_equals_nearest_upsampling_then_3x3_conv(hw):
+  """Resize-conv as a transposed conv: same outputs and gradients for x and the 3x3 kernel."""
+  x, k3 = _random((2, *hw, 4), 6), _random((3, 3, 4, 5), 7)
+  as_transposed = lambda x, k: kernels.phase_conv_transpose(x, kernels.nearest_up_kernel(k))
+  resize_conv = lambda x, k: kernels.lax_conv(jnp.repeat(jnp.repeat(x, 2, 1), 2, 2), k, (1, 1),
+                                              ((1, 1), (1, 1)))
+  _assert_same_vjp(as_transposed, resize_conv, x, k3)
+
+
 @pytest.mark.parametrize("kernel_size,padding", [(4, ((1, 1), (1, 1))), (2, ((1, 0), (0, 1))),
                                                  (3, ((0, 0), (2, 1)))])
 def test_narrow_conv_equals_stride1_conv(kernel_size, padding):

@@ -184,6 +184,23 @@ def test_train_updates_batch_stats(g6):
              for o, n in zip(jax.tree.leaves(old), jax.tree.leaves(new)))
 
 
+def test_resize_upsampling_has_3x3_kernels_and_no_checkerboard():
+  """upsample='resize': 3x3 up kernels, and a constant input gives a flat interior output."""
+  g = UNetGenerator(ngf=NGF, dropout_rate=0.0, upsample="resize", norm="none")
+  x = images(32)
+  params = init(g, x[:1])["params"]
+  assert {params[f"up_{i}"]["conv"]["kernel"].shape[:2] for i in range(1, 6)} == {(3, 3)}
+  up = PhaseConvTranspose(3, upsample="resize")
+  flat = jnp.ones((1, 8, 8, 2))
+  y = up.apply(up.init(rng(), flat), flat)
+  interior = np.asarray(y[0, 2:-2, 2:-2])
+  np.testing.assert_allclose(interior, np.broadcast_to(interior[:1, :1], interior.shape),
+                             atol=1e-6)  # no 2x2-periodic pattern
+  stock = PhaseConvTranspose(3)
+  y = stock.apply(stock.init(rng(), flat), flat)[0, 2:-2, 2:-2]
+  assert float(jnp.abs(y[0::2] - y[1::2]).max()) > 1e-3  # the transposed conv's checkerboard
+
+
 def test_noise_inputs_are_zero_at_init_and_sampled_with_dropout():
   """StyleGAN noise in the up blocks before the output: learned scale, drawn iff dropout is."""
   plain, noisy = (UNetGenerator(ngf=NGF, dropout_rate=0.0, noise_layers=n) for n in (0, 2))

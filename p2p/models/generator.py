@@ -60,7 +60,7 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-  """ReLU -> 4x4 stride-2 transposed conv -> norm [-> dropout] [+ noise]; tanh outermost.
+  """ReLU -> 4x4 stride-2 transposed (or resize) conv -> norm [-> dropout] [+ noise]; tanh last.
 
   noise: StyleGAN's noise input, one N(0, 1) map per image and layer times a learned
   per-channel scale (zero at init), drawn from the dropout stream when sampling stochastically
@@ -72,6 +72,7 @@ class Up(nn.Module):
   dropout_rate: float = 0.0
   noise: bool = False
   conv_transpose_impl: str = "phase"
+  upsample: str = "transposed"
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE
 
@@ -81,7 +82,7 @@ class Up(nn.Module):
     x = nn.relu(x_BxHxWxC)
     bias = self.outermost or use_bias(self.norm)
     x = conv_transpose(self.features, bias, self.conv_transpose_impl, self.dtype, name="conv",
-                       matmul_max_size=self.matmul_max_size)(x)
+                       matmul_max_size=self.matmul_max_size, upsample=self.upsample)(x)
     if self.outermost:
       return jnp.tanh(x)
     x = norm_layer(self.norm, train, self.dtype, name="norm")(x)
@@ -103,6 +104,7 @@ class UNetGenerator(nn.Module):
   dropout_rate: float = 0.5
   num_downs: int | None = None
   conv_transpose_impl: str = "phase"
+  upsample: str = "transposed"  # or "resize": nearest 2x + 3x3 conv in every up block
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
   noise_layers: int = 0  # the up blocks just before the output that get StyleGAN noise inputs
@@ -130,6 +132,7 @@ class UNetGenerator(nn.Module):
       features = self.out_channels if i == 1 else level_channels(self.ngf, i - 1)
       rate = self.dropout_rate if FIRST_DROPOUT_DEPTH <= i < depth else 0.0
       x = Up(features, self.norm, outermost=i == 1, dropout_rate=rate,
-             noise=1 < i <= 1 + self.noise_layers, conv_transpose_impl=self.conv_transpose_impl, dtype=self.dtype,
-             matmul_max_size=self.matmul_max_size, name=f"up_{i}")(x, train, dropout)
+             noise=1 < i <= 1 + self.noise_layers, conv_transpose_impl=self.conv_transpose_impl,
+             upsample=self.upsample, dtype=self.dtype, matmul_max_size=self.matmul_max_size,
+             name=f"up_{i}")(x, train, dropout)
     return x.astype(jnp.float32)

@@ -8,6 +8,7 @@ XLA:CPU has three slow spots in the pix2pix networks, all measured in benchmarks
   its FLOPs: `matmul_conv_s2` / `matmul_conv_transpose` run them as patch extraction + one GEMM;
 - the kernel gradient of a conv with very few output features (the U-Net's RGB output layer,
   the PatchGAN's logit layer): `narrow_conv` computes it as one small GEMM per kernel tap.
+`nearest_up_kernel` turns nearest 2x upsampling + a 3x3 conv into the same 4x4 transposed conv.
 Kernels are HWIO and activations NHWC throughout, as in flax.linen.Conv.
 """
 
@@ -29,7 +30,17 @@ NARROW_FEATURES = 4
 # A transposed conv with at most this many output features runs its phases as one conv.
 FUSED_PHASE_FEATURES = 128
 
+# Nearest 2x upsampling then a 3x3 'SAME' conv with taps k3 is the 4x4 stride-2 'SAME'
+# transposed conv with taps k4[t] = sum_s NEAREST_UP_TAPS[t, s] k3[s] along each axis.
+NEAREST_UP_TAPS = ((1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))
+
 Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def nearest_up_kernel(kernel_3x3xCxF: jax.Array) -> jax.Array:
+  """The 4x4 transposed-conv kernel equal to nearest 2x upsampling then this 3x3 conv."""
+  taps = jnp.asarray(NEAREST_UP_TAPS, kernel_3x3xCxF.dtype)
+  return jnp.einsum("ts,uv,svcf->tucf", taps, taps, kernel_3x3xCxF)
 
 
 def lax_conv(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, strides: tuple[int, int],

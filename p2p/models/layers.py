@@ -10,9 +10,9 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from flax.typing import Dtype, Initializer, PrecisionLike
 
-from p2p.config import CONV_TRANSPOSE_IMPLS, NORMS
+from p2p.config import CONV_TRANSPOSE_IMPLS, NORMS, UPSAMPLES
 from p2p.models.kernels import (NARROW_FEATURES, lax_conv, matmul_conv_s2, matmul_conv_transpose,
-                                narrow_conv, phase_conv_transpose)
+                                narrow_conv, nearest_up_kernel, phase_conv_transpose)
 
 # 4x4 stride-2 convs whose larger side (input or output) is at most this many px run as
 # patch extraction + one GEMM (kernels.matmul_*): faster on XLA:CPU, same params and outputs.
@@ -44,7 +44,11 @@ def _kernel_and_bias(layer: nn.Module, x_BxHxWxC: jax.Array, k: int
 
 
 class PhaseConvTranspose(nn.Module):
-  """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') with the same params, fast on XLA:CPU."""
+  """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') with the same params, fast on XLA:CPU.
+
+  upsample="resize": nearest 2x upsampling then a 3x3 conv (Odena et al., 2016: no checkerboard
+  artifacts), with a 3x3 kernel param run as the equal 4x4 transposed conv, at the same cost.
+  """
   features: int
   use_bias: bool = True
   kernel_init: Initializer = conv_init
@@ -53,11 +57,16 @@ class PhaseConvTranspose(nn.Module):
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = None
   matmul_max_size: int = MATMUL_MAX_SIZE
+  upsample: str = "transposed"
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
     """B x H x W x C -> B x 2H x 2W x features."""
-    x_BxHxWxC, kernel, bias = _kernel_and_bias(self, x_BxHxWxC, 4)
+    if self.upsample not in UPSAMPLES:
+      raise ValueError(f"upsample={self.upsample!r} is not one of {UPSAMPLES}.")
+    resize = self.upsample == "resize"
+    x_BxHxWxC, kernel, bias = _kernel_and_bias(self, x_BxHxWxC, 3 if resize else 4)
+    kernel = nearest_up_kernel(kernel) if resize else kernel
     small = 2 * max(x_BxHxWxC.shape[1:3]) <= self.matmul_max_size
     impl = matmul_conv_transpose if small else phase_conv_transpose
     y = impl(x_BxHxWxC, kernel, self.precision)
@@ -97,11 +106,12 @@ class Conv(nn.Module):
 
 def conv_transpose(features: int, use_bias: bool, impl: str = "phase",
                    dtype: Dtype = jnp.float32, name: str | None = None,
-                   matmul_max_size: int = MATMUL_MAX_SIZE) -> nn.Module:
-  """A 4x4 stride-2 'SAME' transposed conv; both impls share one parameter tree."""
-  if impl == "phase":
+                   matmul_max_size: int = MATMUL_MAX_SIZE,
+                   upsample: str = "transposed") -> nn.Module:
+  """A 4x4 stride-2 'SAME' transposed conv (both impls share one parameter tree), or resize-conv."""
+  if impl == "phase" or upsample != "transposed":
     return PhaseConvTranspose(features, use_bias=use_bias, dtype=dtype, name=name,
-                              matmul_max_size=matmul_max_size)
+                              matmul_max_size=matmul_max_size, upsample=upsample)
   if impl == "flax":
     return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias,
                             kernel_init=conv_init, bias_init=nn.initializers.zeros, dtype=dtype,
