@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_d = 1                        # discriminator scales; > 1: pix2pixHD multi-scale D
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
   model.upsample = "transposed"          # G's up convs: transposed (paper) | resize (nearest 2x
-                                         # + 3x3 conv, no checkerboard; same cost)
+                                         # + 3x3 conv, no checkerboard; same FLOPs)
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
   model.noise_layers = 0                 # StyleGAN noise inputs (learned per-channel scale) in
                                          # the N up blocks before the output; 0 = none

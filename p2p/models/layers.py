@@ -47,7 +47,7 @@ class PhaseConvTranspose(nn.Module):
   """nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME') with the same params, fast on XLA:CPU.
 
   upsample="resize": nearest 2x upsampling then a 3x3 conv (Odena et al., 2016: no checkerboard
-  artifacts), with a 3x3 kernel param run as the equal 4x4 transposed conv, at the same cost.
+  artifacts), with a 3x3 kernel param run as the equal 4x4 transposed conv (same FLOPs).
   """
   features: int
   use_bias: bool = True
