@@ -28,8 +28,9 @@ import train_step  # noqa: E402  (benchmarks/train_step.py)
 def loop_config(args: argparse.Namespace):
   """The experiment config on the given data, for warmup + steps steps, W&B off."""
   from p2p.config import train_config
-  module = importlib.import_module(Path(args.config).with_suffix("").as_posix().replace("/", "."))
-  c = module.get_config()
+  path, _, arg = args.config.partition(":")
+  module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
+  c = module.get_config(arg or None)
   c.data.data_dir = args.data_dir
   c.batch_size = args.batch
   c.steps_per_call = args.steps_per_call
@@ -59,7 +60,8 @@ def measure_loop(args: argparse.Namespace) -> dict:
   return {"loop_img_per_s": round(args.batch * (last - first) / elapsed, 3),
           "loop_steps_timed": last - first, "loop_run_s": round(total, 1),
           "image_size": config.data.image_size, "rf": config.model.receptive_field,
-          "ngf": config.model.ngf, "preprocess": config.data.preprocess,
+          "ngf": config.model.ngf, "ndf": config.model.ndf, "fm_weight": config.optim.fm_weight,
+          "preprocess": config.data.preprocess,
           "matmul_conv_max_size": config.model.matmul_conv_max_size,
           "worker_count": config.data.worker_count, "num_threads": config.data.num_threads,
           "dtype": config.compute_dtype, "resident": config.data.resident,
@@ -69,7 +71,8 @@ def measure_loop(args: argparse.Namespace) -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data_dir", required=True, help="dataset folder (train/ and val/)")
-  parser.add_argument("--config", default="configs/rf70_patches.py")
+  parser.add_argument("--config", default="configs/rf70_patches.py",
+                      help="experiment config, optionally with its argument (configs/demo.py:tiny)")
   parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--steps_per_call", type=int, default=1)
   parser.add_argument("--warmup", type=int, default=5, help="untimed steps (compile, prefetch)")
@@ -94,15 +97,12 @@ def main() -> None:
   logging.info("epoch.py: training loop (%s)", args.config)
   loop = measure_loop(args)
   logging.info("epoch.py: loop %s img/s; now the bare step", loop["loop_img_per_s"])
-  step_args = argparse.Namespace(size=loop["image_size"], batch=args.batch, rf=loop["rf"],
-                                 ngf=loop["ngf"], dtype=args.dtype, conv_transpose="phase",
-                                 steps_per_call=args.steps_per_call, warmup=3,
-                                 matmul_conv_max_size=loop["matmul_conv_max_size"],
-                                 # timed calls of K steps each: ~half the loop's steps
-                                 steps=max(10, args.steps // (2 * args.steps_per_call)))
-  step = train_step.measure(step_args)
+  # The bare step of the loop's own config (networks, losses, batch, dtype, K), timed for
+  # calls of K steps each: ~half the loop's steps.
+  step_args = argparse.Namespace(warmup=3, steps=max(10, args.steps // (2 * args.steps_per_call)))
+  step = train_step.measure(step_args, loop_config(args))
   result = {"benchmark": "epoch", "config": args.config, "batch": args.batch, **loop,
-            "step_img_per_s": step["img_per_s"],
+            "step_img_per_s": step["img_per_s"], "step_fm_weight": step["fm_weight"],
             "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
             "backend": step["backend"], "device_kind": step["device_kind"],

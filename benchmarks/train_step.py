@@ -90,16 +90,20 @@ def step_flops(nets, config, mesh, abstract) -> float:
   return call_flops(precompile(compile_step(nets, config, mesh), abstract, config, mesh))
 
 
-def measure(args: argparse.Namespace) -> dict:
-  """Compiles the step before the state exists (as training does), times it, counts FLOPs."""
+def measure(args: argparse.Namespace, config=None) -> dict:
+  """Compiles the step before the state exists (as training does), times it, counts FLOPs.
+
+  The step is that of `config` when given (its size, batch, networks and losses; args then
+  only set warmup and steps), else of `make_config(args)`.
+  """
   from p2p import hostmem, parallel
   from p2p.state import abstract_state, build_networks, create_train_state
   from p2p.step import compile_step, precompile
-  config = make_config(args)
+  config = make_config(args) if config is None else config
+  size, batch_size, k = config.data.image_size, config.batch_size, config.steps_per_call
   mesh = parallel.make_mesh()
   nets = build_networks(config, steps_per_epoch=1000)
-  abstract = parallel.with_sharding(abstract_state(nets, args.size), parallel.replicated(mesh))
-  k = args.steps_per_call
+  abstract = parallel.with_sharding(abstract_state(nets, size), parallel.replicated(mesh))
   start = time.perf_counter()
   step = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k)
   compile_s = time.perf_counter() - start
@@ -109,8 +113,7 @@ def measure(args: argparse.Namespace) -> dict:
   state = create_train_state(nets, config, mesh)
   hostmem.trim_heap()
   rng = np.random.default_rng(0)
-  shape = (args.batch, args.size, args.size, 3) if k == 1 else (k, args.batch, args.size,
-                                                                 args.size, 3)
+  shape = (batch_size, size, size, 3) if k == 1 else (k, batch_size, size, size, 3)
   x = rng.uniform(-1, 1, shape).astype(np.float32)
   batch = parallel.global_batch({"input": x, "target": np.tanh(2 * x)}, mesh, stacked=k > 1)
   for _ in range(args.warmup):
@@ -125,14 +128,16 @@ def measure(args: argparse.Namespace) -> dict:
   median = statistics.median(times)
   steady_rss = hostmem.current_rss_mib()  # after the timed steps
   on_cpu = jax.default_backend() == "cpu"
-  peak = matmul_peak_gflops() if on_cpu else device_matmul_peak_gflops(args.dtype)
+  dtype = config.compute_dtype
+  peak = matmul_peak_gflops() if on_cpu else device_matmul_peak_gflops(dtype)
   achieved = k * flops / median / 1e9
+  model = config.model
   return {
-      "benchmark": "train_step", "size": args.size, "batch": args.batch, "rf": args.rf,
-      "ngf": args.ngf, "ndf": config.model.ndf, "fm_weight": args.fm_weight,
-      "dtype": args.dtype, "conv_transpose": args.conv_transpose, "upsample": args.upsample,
-      "matmul_conv_max_size": args.matmul_conv_max_size,
-      "steps_per_call": k, "img_per_s": round(k * args.batch / median, 3),
+      "benchmark": "train_step", "size": size, "batch": batch_size, "rf": model.receptive_field,
+      "ngf": model.ngf, "ndf": model.ndf, "fm_weight": config.optim.fm_weight,
+      "dtype": dtype, "conv_transpose": model.conv_transpose_impl, "upsample": model.upsample,
+      "matmul_conv_max_size": model.matmul_conv_max_size,
+      "steps_per_call": k, "img_per_s": round(k * batch_size / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
       "steps_timed": k * len(times),
       "compile_s": round(compile_s, 2),
@@ -144,7 +149,7 @@ def measure(args: argparse.Namespace) -> dict:
       # achieved_gflops and fraction_of_peak undercount; use the CPU count of the same step.
       "flops_include_convs": on_cpu,
       "matmul_peak_gflops": round(peak, 1), "fraction_of_peak": round(achieved / peak, 3),
-      "matmul_peak_of": "numpy float32 (all cores)" if on_cpu else f"jnp.matmul {args.dtype}",
+      "matmul_peak_of": "numpy float32 (all cores)" if on_cpu else f"jnp.matmul {dtype}",
       "device_peak_mib": device_peak_mib(),
       "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
       "devices": jax.device_count(),
