@@ -21,9 +21,13 @@ import platform
 import resource
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
+
+if TYPE_CHECKING:
+  from p2p.config import TrainConfig
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -90,7 +94,7 @@ def step_flops(nets, config, mesh, abstract) -> float:
   return call_flops(precompile(compile_step(nets, config, mesh), abstract, config, mesh))
 
 
-def measure(args: argparse.Namespace, config=None) -> dict:
+def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict:
   """Compiles the step before the state exists (as training does), times it, counts FLOPs.
 
   The step is that of `config` when given (its size, batch, networks and losses; args then
