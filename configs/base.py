@@ -58,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
   optim.ema_decay = 0.0                  # > 0: also keep an EMA of G's weights (used to sample)
   optim.d_augment = ""                   # DiffAugment on D's real and fake inputs, any of
                                          # color,translation,cutout; "" = none
+  optim.r1_gamma = 0.0                   # > 0: R1 penalty gamma/2 |grad D(real)|^2 on D
+  optim.r1_every = 1                     # lazy R1: every N steps, scaled by N (StyleGAN2: 16)
 
   config.wandb = wandb = ml_collections.ConfigDict()
   wandb.mode = "disabled"                # disabled | offline | online (never online by default)

@@ -127,6 +127,8 @@ class OptimConfig:
   fm_weight: float = 0.0
   ema_decay: float = 0.0
   d_augment: str = ""
+  r1_gamma: float = 0.0
+  r1_every: int = 1
 
   def __post_init__(self):
     _choice("optim.schedule", self.schedule, SCHEDULES)
@@ -147,10 +149,11 @@ class OptimConfig:
                         f"learning_rate x d_lr_scale (1 = the paper's equal rates).")
     if self.decay_epochs < 0:
       raise ConfigError(f"optim.decay_epochs={self.decay_epochs} must be >= 0.")
-    for name in ("l1_weight", "gan_weight", "fm_weight"):
+    for name in ("l1_weight", "gan_weight", "fm_weight", "r1_gamma"):
       if getattr(self, name) < 0:
         raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 0.")
     _positive("optim.l1_pool", self.l1_pool)
+    _positive("optim.r1_every", self.r1_every)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -107,3 +108,44 @@ def discriminator_loss(real_logits: Logits, fake_logits: Logits, *, mode: str = 
   fake = gan_loss(fake_logits, False, mode)
   total = weight * (real + fake)
   return total, {"total_disc_loss": total, "real_d_loss": real, "fake_d_loss": fake}
+
+
+
+def patch_logit_sum(logits: Logits) -> jax.Array:
+  """Sum of D's logits over images and patches, each map's over sqrt(#patches per image).
+
+  R1's gradient of this is then, squared, the mean of the patches' own R1 terms when their
+  gradients are uncorrelated: a PatchGAN is one discriminator per patch, and gamma keeps
+  StyleGAN's scale. A multi-scale D's maps add, each so normalised.
+  """
+  maps = logits if isinstance(logits, (tuple, list)) else (logits,)
+  return sum(m.astype(jnp.float32).sum() / jnp.sqrt(float(m[0].size)) for m in maps)
+
+
+def r1_penalty(d_fn: Callable[[jax.Array], Logits], real: jax.Array) -> jax.Array:
+  """R1 (Mescheder et al., 2018): per-image mean of |grad_real D(real)|^2, before gamma / 2."""
+  grad = jax.grad(lambda images: patch_logit_sum(d_fn(images)))(real)
+  return jnp.square(grad).sum() / real.shape[0]
+
+
+def r1_value_and_grad(d_fn: Callable[[Any, jax.Array], Logits], params: Any, real: jax.Array
+                      ) -> tuple[jax.Array, Any]:
+  """r1_penalty of d_fn(params, .) and its gradient in params, by reverse-over-forward.
+
+  With g = grad_real D, grad_params |g|^2 = 2 grad_params <g, stop_gradient(g)>, and <g, v>
+  is D's jvp along v. XLA:CPU runs this ~7x faster than differentiating r1_penalty itself
+  (70 vs 500 ms for the 70x70 D at 256 px, ndf 32): its second-order convs run slowly.
+  d_fn must be forward-differentiable (no custom_vjp: PatchDiscriminator(narrow_conv=False)).
+  """
+  def total(p, images):
+    return patch_logit_sum(d_fn(p, images))
+
+  grad = jax.lax.stop_gradient(jax.grad(total, argnums=1)(params, real))
+  scale = 2.0 / real.shape[0]
+
+  def directional(p):
+    return jax.jvp(lambda images: total(p, images), (real,), (grad,))[1]
+
+  grads = jax.grad(directional)(params)
+  return (jnp.square(grad).sum() / real.shape[0],
+          jax.tree.map(lambda g: scale * g, grads))

@@ -12,7 +12,8 @@ import optax
 
 from p2p import augment, parallel
 from p2p.config import OptimConfig, TrainConfig
-from p2p.losses import Logits, discriminator_loss, feature_matching_loss, generator_loss
+from p2p.losses import (Logits, discriminator_loss, feature_matching_loss, generator_loss,
+                        r1_value_and_grad)
 from p2p.state import NetState, Networks, TrainState, ema_update
 
 # XLA:CPU's copy insertion, unless it uses region analysis, cannot prove that Adam may update the
@@ -68,13 +69,47 @@ def _update(tx: optax.GradientTransformation, net: NetState, grads: Any, stats: 
   return NetState(optax.apply_updates(net.params, updates), stats, opt_state)
 
 
+def _r1_grads(nets: Networks, optim: OptimConfig, state: TrainState, x: jax.Array,
+              y: jax.Array, key: jax.Array, policy: tuple[str, ...], r1: bool | None
+              ) -> tuple[jax.Array, Any]:
+  """The R1 term added to D's loss this step, and its gradient in D's parameters.
+
+  Lazy with r1_every = N > 1 (StyleGAN2): only every N-th step, at N times the weight; the
+  logged term is then 0 between those steps, so its mean over a window is the mean per step.
+  r1=None picks the steps by lax.cond on the step; True / False: the caller has picked.
+  D sees the real pair as in its update (BatchNorm statistics of this pass are not kept).
+  """
+  d = nets.discriminator.clone(narrow_conv=False)  # same params; jax.jvp-able convs
+  weight = 0.5 * optim.r1_gamma * optim.r1_every
+
+  def d_real(params, target):
+    return d.apply({"params": params, "batch_stats": state.d.batch_stats},
+                   _d_input(x, target, key, policy), train=True, mutable=["batch_stats"])[0]
+
+  def weighted(params):
+    value, grads = r1_value_and_grad(d_real, params, y)
+    return weight * value, jax.tree.map(lambda g: weight * g, grads)
+
+  if optim.r1_every == 1 or r1:
+    return weighted(state.d.params)
+
+  def skip(params):
+    return jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params)
+
+  return jax.lax.cond(state.step % optim.r1_every == 0, weighted, skip, state.d.params)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks,
-               optim: OptimConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+               optim: OptimConfig, r1: bool | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One pix2pix iteration as in the PyTorch implementation: G forward, D update, G update.
 
   G runs once; its vjp carries the G update. D sees real and fake pairs in separate calls (so
   BatchNorm statistics stay separate), and the G update sees the freshly updated D. With a
-  DiffAugment policy D sees every pair through its random transforms (augment_keys).
+  DiffAugment policy D sees every pair through its random transforms (augment_keys). With
+  optim.r1_gamma > 0 D's loss also has the R1 penalty on its gradient at the real pair, on
+  every r1_every-th step: chosen inside the step (r1=None) or by the caller (r1=True: this is
+  one of them; False: it is not; XLA:CPU runs the lax.cond's R1 branch ~5x slower than inline).
   """
   x, y = batch["input"], batch["target"]
   dropout_rng = jax.random.fold_in(state.rng, state.step)
@@ -99,6 +134,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
 
   (_, (d_metrics, d_stats)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
       state.d.params)
+  if optim.r1_gamma > 0:
+    penalty = jnp.zeros(())
+    if r1 is not False:
+      penalty, r1_grads = _r1_grads(nets, optim, state, x, y, k_real, policy, r1)
+      d_grads = jax.tree.map(jnp.add, d_grads, r1_grads)
+    d_metrics = {**d_metrics, "r1_penalty": penalty}
   d = _update(nets.d_tx, state.d, d_grads, d_stats)
 
   use_fm = optim.fm_weight > 0
@@ -141,15 +182,16 @@ def multi_step(state: TrainState, batches: dict[str, jax.Array], *, nets: Networ
 
 
 def compile_step(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh,
-                 steps: int = 1) -> Callable:
+                 steps: int = 1, r1: bool | None = None) -> Callable:
   """The jitted step (steps > 1: that many steps per call, on stacked batches).
 
-  State replicated and donated; the batch axis split over the data axis of the mesh.
+  State replicated and donated; the batch axis split over the data axis of the mesh. r1: as
+  in train_step, for single steps.
   """
   repl = parallel.replicated(mesh)
   on_cpu = mesh.devices.flat[0].platform == "cpu"
   if steps == 1:
-    fn, data = train_step, parallel.batch_sharding(mesh)
+    fn, data = functools.partial(train_step, r1=r1), parallel.batch_sharding(mesh)
   else:
     fn = functools.partial(multi_step, unroll=on_cpu)
     data = parallel.batch_sharding(mesh, stacked=True)

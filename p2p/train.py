@@ -165,19 +165,41 @@ def _schedule(config: TrainConfig, num_examples: int, local_batch: int) -> Sched
                   config.num_epochs)
 
 
-def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainState
-                   ) -> tuple[Callable, Callable | None]:
-  """The single step and (steps_per_call > 1) the K-step call, compiled before any state exists.
+@dataclasses.dataclass(frozen=True)
+class StepFns:
+  """The compiled steps of a run, and which one a call at a given step uses."""
 
+  single: Callable
+  multi: Callable | None = None  # steps_per_call > 1
+  r1: Callable | None = None  # lazy R1 (optim.r1_every > 1): the single step that adds it
+  r1_every: int = 1
+
+  def pick(self, step: int, n: int) -> Callable:
+    """The function for a call of n steps starting at `step` (the state's step count)."""
+    if n > 1:
+      return self.multi
+    if self.r1 is not None and step % self.r1_every == 0:
+      return self.r1
+    return self.single
+
+
+def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainState) -> StepFns:
+  """The single step, the K-step call and the lazy-R1 step, compiled before any state exists.
+
+  Lazy R1 on single steps gets two programs, with and without the term, picked by the host:
+  XLA:CPU runs a lax.cond's R1 branch ~5x slower. K-step calls keep the lax.cond.
   Then hands the compiler's scratch back to the OS, so the state's buffers reuse those pages.
   """
-  k = config.steps_per_call
-  step = precompile(compile_step(nets, config, mesh), abstract, config, mesh)
-  multi = None
-  if k > 1:
-    multi = precompile(compile_step(nets, config, mesh, k), abstract, config, mesh, k)
+  k, optim = config.steps_per_call, config.optim
+  lazy = optim.r1_gamma > 0 and optim.r1_every > 1
+
+  def compiled(steps: int = 1, r1: bool | None = None) -> Callable:
+    return precompile(compile_step(nets, config, mesh, steps, r1), abstract, config, mesh, steps)
+
+  fns = StepFns(compiled(r1=False if lazy else None), compiled(k) if k > 1 else None,
+                compiled(r1=True) if lazy else None, optim.r1_every)
   hostmem.trim_heap()
-  return step, multi
+  return fns
 
 
 def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpointer,
@@ -224,15 +246,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
       return RunResult(latest, schedule.reason(latest), workdir, latest, [])
     abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
                                       parallel.replicated(mesh))  # fresh or restored
-    step_fn, multi = _compile_steps(config, nets, mesh, abstract)
+    step_fns = _compile_steps(config, nets, mesh, abstract)
     state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict, abstract)
     hostmem.trim_heap()  # and the initialiser's (or the restore's) scratch
     writer = create_writer(workdir, config.wandb, config_dict, resume_step=int(state.step),
                            is_main_process=jax.process_index() == 0)
     validate = Validator(config, nets.generator, writer)
     try:
-      step, reason = _loop(config, schedule, state, data_iter, step_fn, multi, validate, writer,
-                           mesh,
+      step, reason = _loop(config, schedule, state, data_iter, step_fns, validate, writer, mesh,
                            lambda step, state: ckpt.save(step, state, data_iter, config_dict),
                            on_step, progress)
       distributed.barrier("p2p_train_end")
@@ -271,8 +292,7 @@ def _fetch(data_iter: Any, n: int, mesh: Any) -> dict[str, jax.Array]:
 
 
 def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter: Any,
-          step_fn: Callable, multi_step_fn: Callable | None, validate: Validator, writer: Writer,
-          mesh: Any,
+          step_fns: StepFns, validate: Validator, writer: Writer, mesh: Any,
           save: Callable[[int, TrainState], None], on_step: Callable[[int], None] | None,
           progress: bool) -> tuple[int, str]:
   """Steps until the schedule ends or a preemption signal arrives; saves on the way out."""
@@ -288,7 +308,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
     try:
       while step < schedule.total_steps:
         n = _steps_this_call(step, config.steps_per_call, spe, schedule.total_steps)
-        state, metrics = (step_fn if n == 1 else multi_step_fn)(state, _fetch(data_iter, n, mesh))
+        state, metrics = step_fns.pick(step, n)(state, _fetch(data_iter, n, mesh))
         step += n
         if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)

@@ -114,6 +114,17 @@ def test_l1_pool_is_checked(pool, message):
   assert train_config(config).optim.l1_pool == 4
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("r1_gamma", -1.0, "optim.r1_gamma=-1.0 must be >= 0."),
+    ("r1_every", 0, "optim.r1_every=0 must be > 0."),
+])
+def test_r1_settings_are_checked(field, value, message):
+  config = base.get_config()
+  config.optim[field] = value
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    train_config(config)
+
+
 def test_d_lr_scale_is_checked():
   config = base.get_config()
   config.optim.d_lr_scale = 0.0

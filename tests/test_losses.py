@@ -1,5 +1,6 @@
 """Losses against values computed by hand."""
 
+import functools
 import math
 
 import jax
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from p2p.losses import (average_pool, discriminator_loss, feature_matching_loss, gan_loss,
-                       generator_loss, l1_loss, lowpass_l1_loss)
+                       generator_loss, l1_loss, lowpass_l1_loss, r1_penalty,
+                       r1_value_and_grad)
 
 
 def test_vanilla_gan_loss_by_hand():
@@ -116,3 +118,45 @@ def test_feature_matching_is_pix2pixhd_weighted_l1_on_d_features_by_hand():
       0.25), fm_weight=10.0)
   assert float(total) == pytest.approx(math.log(2) + 2.5)
   assert float(m["feature_matching_loss"]) == pytest.approx(0.25)
+
+
+def test_r1_penalty_by_hand():
+  """A linear D, every patch logit = <w, image>: the gradient of the normalised sum is
+  P / sqrt(P) w = sqrt(P) w per image, so the penalty is P |w|^2 whatever the batch size."""
+  w = jnp.arange(2 * 2 * 3, dtype=jnp.float32).reshape(2, 2, 3) / 10
+
+  def d_fn(images, patches=4):
+    logit = (images * w).sum(axis=(1, 2, 3))
+    return jnp.broadcast_to(logit[:, None, None, None], (images.shape[0], patches, 1, 1))
+
+  images = jnp.ones((3, 2, 2, 3))
+  sq = float(jnp.square(w).sum())
+  assert float(r1_penalty(d_fn, images)) == pytest.approx(4 * sq, rel=1e-5)
+  # Two scales: normalised sums add, so the gradient is (2 + 3) w.
+  two_scales = r1_penalty(lambda x: (d_fn(x, 4), d_fn(x, 9)), images)
+  assert float(two_scales) == pytest.approx(25 * sq, rel=1e-5)
+  # A D flat in its input pays nothing.
+  assert float(r1_penalty(lambda x: jnp.zeros((x.shape[0], 3, 3, 1)), images)) == 0.0
+
+
+def test_r1_value_and_grad_equals_differentiating_the_penalty():
+  """Reverse-over-forward gives reverse-over-reverse's gradient, for a nonlinear two-scale D."""
+  keys = jax.random.split(jax.random.key(0), 3)
+  params = {"w1": jax.random.normal(keys[0], (3, 3, 3, 4)) * 0.5,
+            "w2": jax.random.normal(keys[1], (3, 3, 4, 1)) * 0.5}
+  real = jax.random.uniform(keys[2], (2, 8, 8, 3), minval=-1, maxval=1)
+
+  def d_fn(p, images):
+    conv = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1),
+                             padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = jax.nn.leaky_relu(conv(images, p["w1"]), 0.2)
+    out = conv(jnp.tanh(h), p["w2"])
+    return out, out[:, ::2, ::2]
+
+  want_value, want_grads = jax.value_and_grad(
+      lambda p: r1_penalty(lambda images: d_fn(p, images), real))(params)
+  value, grads = r1_value_and_grad(d_fn, params, real)
+  assert float(value) == pytest.approx(float(want_value), rel=1e-5) and float(value) > 0
+  for k in params:
+    np.testing.assert_allclose(grads[k], want_grads[k], rtol=1e-4, atol=1e-6)
+    assert float(jnp.abs(grads[k]).max()) > 0

@@ -156,10 +156,12 @@ GOLDEN = {"fake_d_loss": 0.7233310, "fake_d_real_class_loss": 0.7801167, "l1_los
 GOLDEN_G_KERNEL_ABS_SUM = 12.024029
 
 
-def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla", policy=()):
+def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla", policy=(),
+                      r1_weight=0.0):
   """Plain grads: G forward, D update, then G update via the new D (pix2pixHD FM if weighted).
 
   policy: DiffAugment on D's inputs, a fresh key for each D-update pair, one for the G update's.
+  r1_weight: gamma / 2 of an R1 penalty in D's loss, on D's single logit map at the real pair.
   """
   rng = jax.random.fold_in(state.rng, state.step)
   k_fake, k_real, k_g = augment_keys(rng)
@@ -182,7 +184,15 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   def d_loss(params):
     fake_logits, stats, _ = d_apply(params, state.d.batch_stats, fake, k_fake)
     real_logits, stats, _ = d_apply(params, stats, y, k_real)
-    return discriminator_loss(real_logits, fake_logits, mode=mode)[0], stats
+
+    def patch_sum(target):  # each image's logit map sums to one number over sqrt(#patches)
+      logits = d_apply(params, state.d.batch_stats, target, k_real)[0]
+      return logits.sum() / np.sqrt(logits[0].size)
+
+    loss = discriminator_loss(real_logits, fake_logits, mode=mode)[0]
+    if r1_weight:  # static
+      loss = loss + r1_weight * jnp.square(jax.grad(patch_sum)(y)).sum() / y.shape[0]
+    return loss, stats
 
   d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
   d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
@@ -243,6 +253,38 @@ def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool
     for want, got in ((bare[0], new.g.params), (bare[1], new.d.params)):
       assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
                      for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+
+
+def test_r1_penalty_joins_d_update_lazily_by_cond_or_by_the_caller(setup):
+  """optim.r1_gamma: D's gradient gets gamma/2 R1; with r1_every 2 step 0 pays 2x, step 1 none.
+
+  The step picks by lax.cond (r1=None) or the caller does (r1=True / False, the training
+  loop's single steps; r1_every 1 runs the same inline code as r1=True).
+  """
+  config, mesh, nets, _ = setup
+  batch = _batch(6)
+  x, y = batch["input"], batch["target"]
+  reference = jax.jit(functools.partial(_reference_update, nets), static_argnames="r1_weight")
+  cfg = dataclasses.replace(config, optim=dataclasses.replace(
+      config.optim, r1_gamma=4.0, r1_every=2))
+  lazy_nets = build_networks(cfg, steps_per_epoch=10)
+  fresh = create_train_state(nets, config, mesh)
+  want, plain = reference(fresh, x, y, r1_weight=4.0)[1], reference(fresh, x, y)[1]
+  assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)  # so the comparisons below can fail
+                 for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(want)))
+  steps = {r1: compile_step(lazy_nets, cfg, mesh, r1=r1) for r1 in (None, True, False)}
+  for r1, expected, penalised in ((None, want, True), (True, want, True), (False, plain, False)):
+    state, metrics = steps[r1](create_train_state(nets, config, mesh),
+                               parallel.global_batch(batch, mesh))
+    assert (float(metrics["r1_penalty"]) > 0) == penalised
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+                 expected, state.d.params)
+  # By lax.cond at step 1 (state from the r1=False step): no penalty, the plain D update.
+  plain = reference(state, x, y)[1]
+  state, metrics = steps[None](state, parallel.global_batch(batch, mesh))
+  assert float(metrics["r1_penalty"]) == 0.0
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               plain, state.d.params)
 
 
 @pytest.mark.parametrize("unroll", [False, True])

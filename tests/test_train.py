@@ -213,6 +213,24 @@ def test_steps_per_call_equals_one_step_per_call(maps, tmp_path):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
+def test_lazy_r1_picked_by_the_loop_equals_lax_cond_in_multi_step_calls(maps, tmp_path):
+  """r1_every 2: single steps use the host-picked R1 program; K-step calls, lax.cond."""
+  runs = {}
+  for k in (1, 2):  # k 2: steps 0-1 in one call, step 2 alone (epoch end): the R1 program
+    config = make_config(maps, steps_per_call=k, max_steps=3, **{
+        "optim.r1_gamma": 1.0, "optim.r1_every": 2})
+    train_and_evaluate(config, tmp_path / f"k{k}", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / f"k{k}" / "metrics.jsonl").read_text()
+            .splitlines()]
+    runs[k] = ([r["r1_penalty"] for r in rows if "r1_penalty" in r],
+               final_params(config, tmp_path / f"k{k}")[0])
+  (pen_1, state_1), (pen_2, state_2) = runs[1], runs[2]
+  assert [p > 0 for p in pen_1] == [True, False, True]
+  np.testing.assert_allclose(pen_2, pen_1, rtol=1e-4)
+  for x, y in zip(jax.tree.leaves(state_2), jax.tree.leaves(state_1)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)  # R1's second derivatives: fp noise
+
+
 def test_resident_data_run_resumes_exactly(maps, tmp_path):
   """data.resident (device-side jitter) with two steps per call: SIGTERM + resume = straight."""
   config = make_config(maps, steps_per_call=2, **{"data.resident": True})

@@ -56,6 +56,7 @@ class PatchDiscriminator(nn.Module):
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
   spectral_norm: bool = False
+  narrow_conv: bool = True  # False: the logit conv forward-differentiable (R1's jax.jvp)
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
@@ -75,7 +76,7 @@ class PatchDiscriminator(nn.Module):
   def _conv(self, features: int, kernel_size: int, stride: int, bias: bool, name: str,
             train: bool) -> Callable[[jax.Array], jax.Array]:
     layer = conv(features, kernel_size, stride, bias, self.dtype, name=name,
-                 matmul_max_size=self.matmul_max_size)
+                 matmul_max_size=self.matmul_max_size, narrow=self.narrow_conv)
     if not self.spectral_norm:
       return layer
     return lambda x: nn.SpectralNorm(layer, name=f"sn_{name}")(x, update_stats=train)
@@ -130,6 +131,7 @@ class MultiScaleDiscriminator(nn.Module):
   dtype: Dtype = jnp.float32
   matmul_max_size: int = MATMUL_MAX_SIZE
   spectral_norm: bool = False
+  narrow_conv: bool = True
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -142,5 +144,6 @@ class MultiScaleDiscriminator(nn.Module):
         x_BxHxWxC = downsample(x_BxHxWxC)
       logits.append(PatchDiscriminator(self.receptive_field, self.ndf, self.norm, self.dtype,
                                        self.matmul_max_size, self.spectral_norm,
+                                       self.narrow_conv,
                                        name=f"scale_{k}")(x_BxHxWxC, train))
     return tuple(logits)

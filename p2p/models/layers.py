@@ -85,6 +85,7 @@ class Conv(nn.Module):
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = None
   matmul_max_size: int = MATMUL_MAX_SIZE
+  narrow: bool = True  # False: no custom_vjp narrow conv, so jax.jvp can differentiate it (R1)
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -97,7 +98,7 @@ class Conv(nn.Module):
     if (k, stride, pad) == (4, 2, 1) and height % 2 == 0 and width % 2 == 0 and (
         max(height, width) <= self.matmul_max_size):
       y = matmul_conv_s2(x_BxHxWxC, kernel, self.precision)
-    elif stride == 1 and k > 1 and self.features <= NARROW_FEATURES:
+    elif self.narrow and stride == 1 and k > 1 and self.features <= NARROW_FEATURES:
       y = narrow_conv(x_BxHxWxC, kernel, padding, self.precision)
     else:
       y = lax_conv(x_BxHxWxC, kernel, (stride, stride), padding, self.precision)
@@ -121,10 +122,10 @@ def conv_transpose(features: int, use_bias: bool, impl: str = "phase",
 
 def conv(features: int, kernel_size: int, stride: int, use_bias: bool,
          dtype: Dtype = jnp.float32, name: str | None = None,
-         matmul_max_size: int = MATMUL_MAX_SIZE) -> Conv:
+         matmul_max_size: int = MATMUL_MAX_SIZE, narrow: bool = True) -> Conv:
   """A square conv with pix2pix's padding (k - 1) // 2: 1 for 4x4, 0 for 1x1."""
   return Conv(features, kernel_size, stride, use_bias=use_bias, dtype=dtype, name=name,
-              matmul_max_size=matmul_max_size)
+              matmul_max_size=matmul_max_size, narrow=narrow)
 
 
 def check_norm(norm: str) -> None:
