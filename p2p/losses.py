@@ -110,7 +110,6 @@ def discriminator_loss(real_logits: Logits, fake_logits: Logits, *, mode: str = 
   return total, {"total_disc_loss": total, "real_d_loss": real, "fake_d_loss": fake}
 
 
-
 def patch_logit_sum(logits: Logits) -> jax.Array:
   """Sum of D's logits over images and patches, each map's over sqrt(#patches per image).
 
