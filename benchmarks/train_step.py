@@ -168,7 +168,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--size", type=int, default=256)
   parser.add_argument("--batch", type=int, default=1)
-  parser.add_argument("--rf", type=int, default=70, choices=(1, 16, 70, 286))
+  parser.add_argument("--rf", type=int, default=70, choices=(1, 16, 34, 70, 142, 286))
   parser.add_argument("--ngf", type=int, default=64)
   parser.add_argument("--ndf", type=int, default=0, help="D's width (0 = --ngf)")
   parser.add_argument("--fm_weight", type=float, default=0.0,

@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
                                          # per-pixel norm, no spatial statistics)
   model.dropout_rate = 0.5               # generator dropout in the inner up blocks
   model.num_downs = 0                    # U-Net depth; 0 = log2(image_size) (8 at 256)
-  model.receptive_field = 70             # PatchGAN receptive field, pixels: 1 | 16 | 70 | 286
+  model.receptive_field = 70             # PatchGAN receptive field, px: 1 | 16 | 34 | 70 | 142 | 286
   model.num_d = 1                        # discriminator scales; > 1: pix2pixHD multi-scale D
   model.conv_transpose_impl = "phase"    # phase (fast on CPU, same params) | flax
   model.upsample = "transposed"          # G's up convs: transposed (paper) | resize (nearest 2x

@@ -273,7 +273,7 @@ def test_discriminator_parameter_counts(receptive_field, params):
 
 @pytest.mark.parametrize("receptive_field, size, side", [
     (1, 32, 32), (1, 64, 64), (16, 32, 14), (16, 64, 30), (70, 32, 2), (70, 64, 6),
-    (70, 256, 30), (286, 128, 2)])
+    (34, 64, 14), (70, 256, 30), (142, 64, 2), (286, 128, 2)])
 def test_discriminator_output_shapes(receptive_field, size, side):
   model = PatchDiscriminator(receptive_field, ndf=NGF)
   variables = abstract_variables(model, size, 6)
@@ -289,7 +289,7 @@ def test_discriminator_rejects_small_inputs(size):
     abstract_variables(PatchDiscriminator(286, ndf=NGF), size, 6)
 
 
-@pytest.mark.parametrize("receptive_field", [16, 70])
+@pytest.mark.parametrize("receptive_field", [16, 34, 70])
 def test_discriminator_receptive_field(receptive_field):
   """The input support of one central logit is exactly receptive_field px wide."""
   model = PatchDiscriminator(receptive_field, ndf=NGF, norm="none")

@@ -19,7 +19,7 @@ from flax.typing import Dtype
 from p2p.models.layers import MATMUL_MAX_SIZE, check_norm, conv, norm_layer, use_bias
 
 # Receptive field (px) -> number of stride-2 layers of PyTorch's NLayerDiscriminator; 1 = pixel.
-N_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
+N_LAYERS = {1: 0, 16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
 
 
 def _down(n: int) -> int:
