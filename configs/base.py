@@ -48,7 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   optim.schedule = "constant"            # constant | linear (PyTorch: decays to 0 at the end)
   optim.decay_epochs = 0                 # linear: epochs at the end over which LR decays to 0
   optim.gan_mode = "vanilla"             # vanilla (BCE on logits) | lsgan (least squares)
-                                         # | hinge (SAGAN/BigGAN)
+                                         # | hinge (SAGAN/BigGAN) | relativistic (paired,
+                                         # RpGAN: each real patch vs the same fake patch)
   optim.l1_weight = 100.0                # lambda_L1 on |G(x) - y|
   optim.l1_pool = 1                      # > 1: L1 between l1_pool x l1_pool block means only
                                          # (low frequencies; texture left to GAN + FM)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+GAN_MODES = ("vanilla", "lsgan", "hinge", "relativistic")
 
 
 Logits = jax.Array | Sequence[jax.Array]  # one PatchGAN's map, or one per scale
@@ -28,6 +28,9 @@ def gan_loss(logits: Logits, is_real: bool, mode: str = "vanilla",
   if isinstance(logits, (tuple, list)):
     return sum(gan_loss(scale, is_real, mode, discriminator) for scale in logits)
   logits = logits.astype(jnp.float32)
+  if mode == "relativistic":
+    raise ValueError("the relativistic loss compares real and fake logits: use "
+                     "relativistic_loss, or discriminator_loss / generator_loss(real_logits=...).")
   if mode == "hinge":
     if not discriminator:
       if not is_real:
@@ -40,6 +43,18 @@ def gan_loss(logits: Logits, is_real: bool, mode: str = "vanilla",
   if mode == "lsgan":
     return jnp.square(logits - target).mean()
   raise ValueError(f"gan_mode={mode!r} is not one of {GAN_MODES}.")
+
+
+def relativistic_loss(higher: Logits, lower: Logits) -> jax.Array:
+  """Paired relativistic loss (RpGAN; R3GAN): mean softplus(lower - higher), patch by patch.
+
+  Each patch's logit on one pair is pushed above the same patch's on the other pair of the
+  same input: D wants the real pair above the fake one, G the fake above the real. A
+  multi-scale D's tuple of maps gives the sum over scales.
+  """
+  if isinstance(higher, (tuple, list)):
+    return sum(relativistic_loss(h, l) for h, l in zip(higher, lower, strict=True))
+  return jax.nn.softplus(lower.astype(jnp.float32) - higher.astype(jnp.float32)).mean()
 
 
 def l1_loss(fake: jax.Array, target: jax.Array) -> jax.Array:
@@ -85,13 +100,20 @@ def feature_matching_loss(fake_features: Sequence[jax.Array],
 def generator_loss(fake_logits: Logits, fake: jax.Array, target: jax.Array, *,
                    l1_weight: float = 100.0, gan_weight: float = 1.0, mode: str = "vanilla",
                    feature_matching: jax.Array | None = None, fm_weight: float = 0.0,
-                   l1_pool: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
+                   l1_pool: int = 1, real_logits: Logits | None = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """gan_weight x GAN loss of fakes labelled real, plus l1_weight x L1 to the target.
 
   l1_pool > 1 takes the L1 between l1_pool x l1_pool block means (lowpass_l1_loss). With a
-  feature_matching loss given, fm_weight x that is added (and reported).
+  feature_matching loss given, fm_weight x that is added (and reported). mode "relativistic"
+  needs D's logits on the real pair (real_logits): G pays relativistic_loss(fake, real).
   """
-  gan = gan_loss(fake_logits, True, mode, discriminator=False)
+  if mode == "relativistic":
+    if real_logits is None:
+      raise ValueError("the relativistic generator loss needs real_logits (D on the real pair).")
+    gan = relativistic_loss(fake_logits, jax.lax.stop_gradient(real_logits))
+  else:
+    gan = gan_loss(fake_logits, True, mode, discriminator=False)
   l1 = lowpass_l1_loss(fake, target, l1_pool)
   total = gan_weight * gan + l1_weight * l1
   metrics = {"fake_d_real_class_loss": gan, "l1_loss": l1}
@@ -103,9 +125,16 @@ def generator_loss(fake_logits: Logits, fake: jax.Array, target: jax.Array, *,
 
 def discriminator_loss(real_logits: Logits, fake_logits: Logits, *, mode: str = "vanilla",
                        weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Real pairs labelled real plus fake pairs labelled fake (PyTorch's pix2pix uses weight 0.5)."""
-  real = gan_loss(real_logits, True, mode)
-  fake = gan_loss(fake_logits, False, mode)
+  """Real pairs labelled real plus fake pairs labelled fake (PyTorch's pix2pix uses weight 0.5).
+
+  mode "relativistic": both terms are relativistic_loss(real, fake), RaGAN's two terms, which
+  coincide when each real pair is compared with the fake pair of the same input.
+  """
+  if mode == "relativistic":
+    real = fake = relativistic_loss(real_logits, fake_logits)
+  else:
+    real = gan_loss(real_logits, True, mode)
+    fake = gan_loss(fake_logits, False, mode)
   total = weight * (real + fake)
   return total, {"total_disc_loss": total, "real_d_loss": real, "fake_d_loss": fake}
 

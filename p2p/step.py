@@ -143,9 +143,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   d = _update(nets.d_tx, state.d, d_grads, d_stats)
 
   use_fm = optim.fm_weight > 0
-  # The real pair's D features under the updated D (its BatchNorm statistics are not kept).
-  real_feats = (_apply_d_features(nets, d.params, d.batch_stats, _d_input(x, y, k_g, policy))[2]
-                if use_fm else ())
+  relativistic = optim.gan_mode == "relativistic"
+  # The real pair's D logits and features under the updated D (its BatchNorm statistics are
+  # not kept), for feature matching and the relativistic loss.
+  real_logits, real_feats = None, ()
+  if use_fm or relativistic:
+    real_logits, _, real_feats = _apply_d_features(
+        nets, d.params, d.batch_stats, _d_input(x, y, k_g, policy), features=use_fm)
 
   def g_loss_fn(fake):
     fake_logits, stats, fake_feats = _apply_d_features(
@@ -154,7 +158,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
                                    gan_weight=optim.gan_weight, mode=optim.gan_mode,
                                    feature_matching=fm, fm_weight=optim.fm_weight,
-                                   l1_pool=optim.l1_pool)
+                                   l1_pool=optim.l1_pool, real_logits=real_logits)
     return loss, (metrics, stats)
 
   (_, (g_metrics, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)

@@ -10,7 +10,7 @@ import pytest
 
 from p2p.losses import (average_pool, discriminator_loss, feature_matching_loss, gan_loss,
                        generator_loss, l1_loss, lowpass_l1_loss, r1_penalty,
-                       r1_value_and_grad)
+                       r1_value_and_grad, relativistic_loss)
 
 
 def test_vanilla_gan_loss_by_hand():
@@ -45,6 +45,35 @@ def test_hinge_loss_by_hand():
   assert float(m["fake_d_real_class_loss"]) == pytest.approx(-0.5)
   d_total, _ = discriminator_loss(logits, logits, mode="hinge")
   assert float(d_total) == pytest.approx((3.5 + 5.5) / 3)
+
+
+def test_relativistic_loss_by_hand_compares_patches_pairwise():
+  """RpGAN: softplus(other - own) per patch, so a constant shift of both maps changes nothing."""
+  real = jnp.array([[1.0, -2.0], [0.5, 3.0]])
+  fake = jnp.array([[0.0, 1.0], [0.5, -1.0]])
+  softplus = lambda v: np.log1p(np.exp(v))
+  want_d = np.mean(softplus(np.array([-1.0, 3.0, 0.0, -4.0])))
+  assert float(relativistic_loss(real, fake)) == pytest.approx(want_d, rel=1e-6)
+  assert float(relativistic_loss(real + 7.0, fake + 7.0)) == pytest.approx(want_d, rel=1e-5)
+  d_total, m = discriminator_loss(real, fake, mode="relativistic", weight=0.5)
+  assert float(m["real_d_loss"]) == float(m["fake_d_loss"]) == pytest.approx(want_d, rel=1e-6)
+  assert float(d_total) == pytest.approx(want_d, rel=1e-6)
+  g_total, m = generator_loss(fake, jnp.zeros(2), jnp.ones(2), l1_weight=10.0,
+                              mode="relativistic", real_logits=real)
+  want_g = np.mean(softplus(np.array([1.0, -3.0, 0.0, 4.0])))
+  assert float(m["fake_d_real_class_loss"]) == pytest.approx(want_g, rel=1e-6)
+  assert float(g_total) == pytest.approx(want_g + 10.0, rel=1e-6)
+  # G's gradient reaches its fake logits only, never D's logits on the real pair.
+  grad_real = jax.grad(lambda r: generator_loss(fake, jnp.zeros(2), jnp.ones(2),
+                                                mode="relativistic", real_logits=r)[0])(real)
+  assert not np.any(np.asarray(grad_real))
+  fine, coarse = (real, fake), (fake, real)
+  assert float(relativistic_loss(fine, coarse)) == pytest.approx(
+      float(relativistic_loss(real, fake)) + float(relativistic_loss(fake, real)), rel=1e-6)
+  with pytest.raises(ValueError, match="needs real_logits"):
+    generator_loss(fake, jnp.zeros(2), jnp.ones(2), mode="relativistic")
+  with pytest.raises(ValueError, match="relativistic_loss"):
+    gan_loss(fake, True, "relativistic")
 
 
 def test_generator_loss_is_gan_plus_weighted_l1():

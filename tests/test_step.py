@@ -197,33 +197,37 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   d_grads, d_stats = jax.grad(d_loss, has_aux=True)(state.d.params)
   d_upd, _ = nets.d_tx.update(d_grads, state.d.opt_state, state.d.params)
   d_params = optax.apply_updates(state.d.params, d_upd)
-  real_feats = d_apply(d_params, d_stats, y, k_g)[2]
+  real_logits, _, real_feats = d_apply(d_params, d_stats, y, k_g)
 
   def g_loss(params):
     out = g_apply(params)
     logits, _, feats = d_apply(d_params, d_stats, out, k_g)
     fm = sum(jnp.abs(f - r).mean() for f, r in zip(feats, real_feats)) * 4 / len(feats)
-    return generator_loss(logits, out, y, l1_pool=l1_pool, mode=mode)[0] + fm_weight * fm
+    return generator_loss(logits, out, y, l1_pool=l1_pool, mode=mode,
+                          real_logits=real_logits)[0] + fm_weight * fm
 
   g_grads = jax.grad(g_loss)(state.g.params)
   g_upd, _ = nets.g_tx.update(g_grads, state.g.opt_state, state.g.params)
   return optax.apply_updates(state.g.params, g_upd), d_params
 
 
-@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy", [
-    (0.0, 1, 1, False, ""), (10.0, 1, 4, False, ""), (10.0, 2, 1, False, ""),
-    (10.0, 1, 1, True, ""), (10.0, 1, 1, False, "color,translation,cutout")])
-def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn, policy):
+@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy,mode", [
+    (0.0, 1, 1, False, "", "vanilla"), (10.0, 1, 4, False, "", "vanilla"),
+    (10.0, 2, 1, False, "", "vanilla"), (10.0, 1, 1, True, "", "hinge"),
+    (10.0, 1, 1, False, "color,translation,cutout", "vanilla"),
+    (0.0, 1, 1, False, "", "relativistic"), (10.0, 1, 1, False, "", "relativistic")])
+def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn, policy,
+                                                mode):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D.
 
   l1_pool 4 (the L1 of block means) with lambda_L1 100: a step that ignored it would differ.
   sn: GauGAN's D (spectral norm, its power-iteration state threaded like BatchNorm's) with the
   hinge loss. policy: DiffAugment, each D input transformed with the key meant for it.
+  relativistic: G's loss also needs D's logits on the real pair.
   """
   config, mesh, nets, step = setup
-  mode = "hinge" if sn else "vanilla"
   policy = augment.parse_policy(policy)
-  if fm_weight or num_d > 1:
+  if fm_weight or num_d > 1 or mode != "vanilla":
     # Two scales at 32 px need a receptive field the 16 px coarse scale can hold.
     model = {**base.get_config().model.to_dict(), "ngf": 8, "ndf": 8, "num_d": num_d,
              "receptive_field": 70 if num_d == 1 else 16, "d_spectral_norm": sn}
@@ -240,6 +244,9 @@ def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool
   g_params, d_params = reference(state, batch["input"], batch["target"], fm_weight)
   if fm_weight:
     plain = reference(state, batch["input"], batch["target"], 0.0)[0]
+  if mode == "relativistic":
+    vanilla = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool))(
+        state, batch["input"], batch["target"], fm_weight)
   if policy:
     bare = jax.jit(functools.partial(_reference_update, nets, l1_pool=l1_pool, mode=mode))(
         state, batch["input"], batch["target"], fm_weight)
@@ -249,6 +256,10 @@ def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
   if fm_weight:  # the loss changes G's update, so the comparison above can fail
     assert not np.allclose(plain["up_1"]["conv"]["kernel"], new.g.params["up_1"]["conv"]["kernel"])
+  if mode == "relativistic":  # the loss changes both updates, so the comparison above can fail
+    for want, got in zip(vanilla, (new.g.params, new.d.params)):
+      assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
+                     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
   if policy:  # the augmentation changes both updates, so the comparison above can fail
     for want, got in ((bare[0], new.g.params), (bare[1], new.d.params)):
       assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
