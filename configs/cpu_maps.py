@@ -17,6 +17,8 @@ Choices (README "Quality on real maps" has the measurements):
   0.087), against 289.3 / 0.271, L1 0.275 for the paper's losses at the same budget, for ~3%
   more step time. fm 20 scored 240.7 / 0.201, L1 0.282 (full 198.7 / 0.117); fm 10 249.5 /
   0.226, L1 0.291 (full 175.3 / 0.095); fm 80 274.1 / 0.236, L1 0.277 (full 210.2 / 0.107).
+  The same recipe with config.seed=1 scored patches FID 280.3 / KID 0.245, L1 0.282: the seed
+  alone moves FID by ~43, so one run each cannot rank the recipes below within that spread.
   The runs below used fm 20 up to DiffAugment (fm 40).
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
