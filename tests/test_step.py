@@ -211,6 +211,13 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
   return optax.apply_updates(state.g.params, g_upd), d_params
 
 
+def _assert_both_updates_differ(other, new):
+  """G's and D's params after `new`'s step each differ somewhere from the (g, d) pair `other`."""
+  for want, got in zip(other, (new.g.params, new.d.params)):
+    assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
+                   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+
+
 @pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy,mode", [
     (0.0, 1, 1, False, "", "vanilla"), (10.0, 1, 4, False, "", "vanilla"),
     (10.0, 2, 1, False, "", "vanilla"), (10.0, 1, 1, True, "", "hinge"),
@@ -257,13 +264,9 @@ def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool
   if fm_weight:  # the loss changes G's update, so the comparison above can fail
     assert not np.allclose(plain["up_1"]["conv"]["kernel"], new.g.params["up_1"]["conv"]["kernel"])
   if mode == "relativistic":  # the loss changes both updates, so the comparison above can fail
-    for want, got in zip(vanilla, (new.g.params, new.d.params)):
-      assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
-                     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+    _assert_both_updates_differ(vanilla, new)
   if policy:  # the augmentation changes both updates, so the comparison above can fail
-    for want, got in ((bare[0], new.g.params), (bare[1], new.d.params)):
-      assert not all(np.allclose(a, b, rtol=1e-3, atol=1e-5)
-                     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+    _assert_both_updates_differ(bare, new)
 
 
 def test_r1_penalty_joins_d_update_lazily_by_cond_or_by_the_caller(setup):
