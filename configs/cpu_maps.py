@@ -24,7 +24,8 @@ Choices (README "Quality on real maps" has the measurements):
 - Resize-convolution in G's up blocks (model.upsample="resize", 2026-12-05): over seeds 0-2
   patches FID 242.5 +- 11.1 / KID 0.200 +- 0.011, L1 0.282, lower than the transposed convs'
   257.9 +- 21.7 / 0.222 +- 0.026 on every seed (by 6.6, 28.3, 11.3), same training time; but
-  full FID 215.9 against 183.4 on seed 0. The measurements below used transposed convs.
+  full FID 215.9 against 183.4 on seed 0. The measurements below used transposed convs
+  unless they say resize-conv.
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
 - Tried and not better at 90 min (paper losses otherwise): lambda_L1 = 10 on native 128 px
