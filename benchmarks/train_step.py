@@ -78,6 +78,8 @@ def make_config(args: argparse.Namespace):
   c.model.upsample = args.upsample
   c.steps_per_call = args.steps_per_call
   c.model.matmul_conv_max_size = args.matmul_conv_max_size
+  if args.winograd_min_tiles is not None:
+    c.model.winograd_min_tiles = args.winograd_min_tiles
   return train_config(c)
 
 
@@ -141,6 +143,7 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
       "ngf": model.ngf, "ndf": model.ndf, "fm_weight": config.optim.fm_weight,
       "dtype": dtype, "conv_transpose": model.conv_transpose_impl, "upsample": model.upsample,
       "matmul_conv_max_size": model.matmul_conv_max_size,
+      "winograd_min_tiles": model.winograd_min_tiles,
       "steps_per_call": k, "img_per_s": round(k * batch_size / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
       "steps_timed": k * len(times),
@@ -179,6 +182,8 @@ def main() -> None:
                       help="model.upsample: G's up convs")
   parser.add_argument("--matmul_conv_max_size", type=int, default=16,
                       help="model.matmul_conv_max_size (0 = every conv through lax)")
+  parser.add_argument("--winograd_min_tiles", type=int, default=None,
+                      help="model.winograd_min_tiles (0 = never; default: the config's)")
   parser.add_argument("--steps_per_call", type=int, default=1,
                       help="steps fused per jitted call (lax.scan); img/s counts every step")
   parser.add_argument("--warmup", type=int, default=3)

@@ -35,6 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.upsample = "transposed"          # G's up convs: transposed (paper) | resize (nearest 2x
                                          # + 3x3 conv, no checkerboard; same FLOPs)
   model.matmul_conv_max_size = 16        # 4x4/s2 convs up to this many px run as GEMMs (0 = never)
+  model.winograd_min_tiles = 128         # on CPU, D's 4x4 stride-1 convs with at least this many
+                                         # 4x4 output tiles (batch x tiles; 64 per image at 256 px,
+                                         # 70x70 D) run as Winograd F(4x4, 4x4); 0 = never
   model.noise_layers = 0                 # StyleGAN noise inputs (learned per-channel scale) in
                                          # the N up blocks before the output; 0 = none
   model.d_spectral_norm = False          # spectral norm on every D conv (GauGAN's D with

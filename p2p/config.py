@@ -82,6 +82,7 @@ class ModelConfig:
   conv_transpose_impl: str = "phase"
   upsample: str = "transposed"
   matmul_conv_max_size: int = 16
+  winograd_min_tiles: int = 128
   noise_layers: int = 0
   d_spectral_norm: bool = False
 
@@ -104,6 +105,9 @@ class ModelConfig:
     if self.noise_layers < 0:
       raise ConfigError(f"model.noise_layers={self.noise_layers} must be >= 0 (0 = no noise "
                         f"inputs; N = the N up blocks before the output get them).")
+    if self.winograd_min_tiles < 0:
+      raise ConfigError(f"model.winograd_min_tiles={self.winograd_min_tiles} must be >= 0 "
+                        f"(0 = never).")
     if self.matmul_conv_max_size < 0:
       raise ConfigError(f"model.matmul_conv_max_size={self.matmul_conv_max_size} must be >= 0 "
                         f"(0 = never).")

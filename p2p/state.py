@@ -84,7 +84,8 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
                             noise_layers=model.noise_layers)
   d_args = dict(receptive_field=model.receptive_field, ndf=model.ndf, norm=model.norm,
                 dtype=dtype, matmul_max_size=model.matmul_conv_max_size,
-                spectral_norm=model.d_spectral_norm)
+                spectral_norm=model.d_spectral_norm,
+                winograd_min_tiles=model.winograd_min_tiles)
   discriminator = (MultiScaleDiscriminator(num_scales=model.num_d, **d_args) if model.num_d > 1
                    else PatchDiscriminator(**d_args))
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)

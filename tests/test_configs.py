@@ -156,6 +156,13 @@ def test_noise_layers_are_checked():
     train_config(config)
 
 
+def test_winograd_min_tiles_is_checked():
+  config = base.get_config()
+  config.model.winograd_min_tiles = -1
+  with pytest.raises(ConfigError, match=re.escape("model.winograd_min_tiles=-1 must be >= 0")):
+    train_config(config)
+
+
 @pytest.mark.parametrize("policy", ["flip", "color,color"])
 def test_d_augment_policy_is_checked(policy):
   config = base.get_config()

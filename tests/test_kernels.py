@@ -60,27 +60,77 @@ def test_nearest_up_kernel_equals_nearest_upsampling_then_3x3_conv(hw):
   _assert_same_vjp(as_transposed, resize_conv, x, k3)
 
 
+@pytest.mark.parametrize("channels", [6, 40])  # kernel gradient per tap / by shifted gradients
 @pytest.mark.parametrize("kernel_size,padding", [(4, ((1, 1), (1, 1))), (2, ((1, 0), (0, 1))),
                                                  (3, ((0, 0), (2, 1)))])
-def test_narrow_conv_equals_stride1_conv(kernel_size, padding):
-  x, k = _random((2, 9, 7, 6), 4), _random((kernel_size, kernel_size, 6, 2), 5)
+def test_narrow_conv_equals_stride1_conv(kernel_size, padding, channels):
+  x, k = _random((2, 9, 7, channels), 4), _random((kernel_size, kernel_size, channels, 2), 5)
   stock = lambda x, k: kernels.lax_conv(x, k, (1, 1), padding)
   _assert_same_vjp(lambda x, k: kernels.narrow_conv(x, k, padding), stock, x, k)
 
 
-@pytest.mark.parametrize("features,kernel_size,stride,hw", [
-    (7, 4, 2, (8, 8)),     # matmul path
-    (7, 4, 2, (32, 32)),   # above matmul_max_size: lax conv
-    (7, 4, 2, (7, 9)),     # odd sides: lax conv
-    (1, 4, 1, (9, 9)),     # narrow kernel gradient
-    (5, 1, 1, (6, 6)),     # 1x1 conv
+@pytest.mark.parametrize("hw,channels", [((4, 4), 3), ((8, 6), 5), ((32, 32), 8)])
+def test_s2_conv_equals_strided_conv(hw, channels):
+  x, k = _random((2, *hw, channels), 10), _random((4, 4, channels, 7), 11)
+  _assert_same_vjp(kernels.s2_conv, _down, x, k)
+
+
+@pytest.mark.parametrize("tile,taps", [(4, 4), (2, 4), (4, 2), (2, 3)])
+def test_winograd_matrices_compute_the_correlation(tile, taps):
+  a_t, g, b_t = kernels.winograd_matrices(tile, taps)
+  rng = np.random.default_rng(tile * 10 + taps)
+  d, w = rng.normal(size=tile + taps - 1), rng.normal(size=taps)
+  want = [sum(d[i + k] * w[k] for k in range(taps)) for i in range(tile)]
+  np.testing.assert_allclose(a_t @ ((g @ w) * (b_t @ d)), want, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_matrices_reject_repeated_points():
+  with pytest.raises(ValueError, match="repeated point"):
+    kernels.winograd_matrices(2, 3, (0.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize("hw,padding,kernel_size", [
+    ((9, 9), ((1, 1), (1, 1)), 4),    # 8x8 outputs: exact tiles
+    ((7, 12), ((1, 1), (1, 1)), 4),   # 6x11 outputs: partial tiles
+    ((5, 6), ((0, 0), (2, 1)), 3),    # other kernel sizes and paddings
 ])
-def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw):
+def test_winograd_conv_equals_stride1_conv(hw, padding, kernel_size):
+  x, k = _random((2, *hw, 16), 12), _random((kernel_size, kernel_size, 16, 9), 13)
+  stock = lambda x, k: kernels.lax_conv(x, k, (1, 1), padding)
+  _assert_same_vjp(lambda x, k: kernels.winograd_conv(x, k, padding), stock, x, k)
+
+
+def test_winograd_tiles_counts_output_tiles():
+  # 32 px in, padding 1, 4x4 kernel: 31 x 31 outputs = 8 x 8 tiles of 4 per image
+  assert kernels.winograd_tiles(4, 32, 32, ((1, 1), (1, 1))) == 256
+  assert kernels.winograd_tiles(1, 9, 5, ((1, 1), (1, 1))) == 2 * 1
+
+
+@pytest.mark.parametrize("min_tiles,uses_winograd", [(0, False), (4, True), (5, False)])
+def test_conv_module_winograd_threshold(min_tiles, uses_winograd):
+  """2 images of 9 x 9 -> 8 x 8 outputs = 4 tiles each: Winograd from 4 tiles up, same values."""
+  x = _random((1, 9, 9, 6), 14)
+  fast, stock = Conv(8, 4, 1, winograd_min_tiles=min_tiles), Conv(8, 4, 1)
+  params = stock.init(jax.random.key(0), x)
+  jaxpr = str(jax.make_jaxpr(lambda x: fast.apply(params, x))(x))
+  assert ("conv_general_dilated" not in jaxpr) == uses_winograd
+  np.testing.assert_allclose(fast.apply(params, x), stock.apply(params, x), rtol=RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize("features,kernel_size,stride,hw,min_tiles", [
+    (7, 4, 2, (8, 8), 0),      # matmul path
+    (7, 4, 2, (32, 32), 0),    # above matmul_max_size: s2_conv
+    (7, 4, 2, (7, 9), 0),      # odd sides: lax conv
+    (1, 4, 1, (9, 9), 0),      # narrow kernel gradient
+    (5, 1, 1, (6, 6), 0),      # 1x1 conv
+    (7, 4, 1, (9, 9), 1),      # Winograd
+])
+def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw, min_tiles):
   """Same parameter tree, same initial values, same outputs and gradients as nn.Conv."""
   pad = (kernel_size - 1) // 2
   stock = nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), kernel_init=nn.initializers.normal(0.02))
-  fast = Conv(features, kernel_size, stride)
+  fast = Conv(features, kernel_size, stride, winograd_min_tiles=min_tiles)
   x = _random((2, *hw, 3), 6)
   params = stock.init(jax.random.key(0), x)
   fast_params = fast.init(jax.random.key(0), x)
@@ -92,7 +142,9 @@ def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw):
   got, got_grads = jax.value_and_grad(loss, argnums=(1, 2))(fast, params, x)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
-    np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6)
+    # Winograd's rounding errors scale with the largest value, not with each element
+    atol = RTOL * float(jnp.abs(b).max()) if min_tiles else 1e-6
+    np.testing.assert_allclose(a, b, rtol=RTOL, atol=atol)
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (4, 4), (16, 16)])
@@ -125,3 +177,23 @@ def test_networks_with_and_without_matmul_convs_agree():
     np.testing.assert_allclose(got, want, rtol=1e-4)
     for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
       np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def test_discriminator_with_and_without_winograd_agrees():
+  """The PatchGAN's stride-1 conv as Winograd: same outputs and gradients within rounding."""
+  from p2p.models import PatchDiscriminator
+  x = _random((2, 64, 64, 6), 15)
+  fast, stock = PatchDiscriminator(ndf=8, winograd_min_tiles=1), PatchDiscriminator(ndf=8)
+  variables = stock.init(jax.random.key(0), x, train=False)
+  jaxpr = str(jax.make_jaxpr(lambda v: fast.apply(v, x, train=False))(variables))
+  assert jaxpr.count("conv_general_dilated") < str(
+      jax.make_jaxpr(lambda v: stock.apply(v, x, train=False))(variables)).count(
+          "conv_general_dilated")
+  def loss(module, params):
+    return jnp.sum(jnp.sin(3 * module.apply({**variables, "params": params}, x, train=False)))
+  grad_fn = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
+  want, want_grads = grad_fn(stock, variables["params"])
+  got, got_grads = grad_fn(fast, variables["params"])
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.abs(b).max()))

@@ -57,6 +57,7 @@ class PatchDiscriminator(nn.Module):
   matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
   spectral_norm: bool = False
   narrow_conv: bool = True  # False: the logit conv forward-differentiable (R1's jax.jvp)
+  winograd_min_tiles: int = 0  # stride-1 convs with this many 4x4 output tiles: Winograd; 0 = never
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
@@ -76,7 +77,8 @@ class PatchDiscriminator(nn.Module):
   def _conv(self, features: int, kernel_size: int, stride: int, bias: bool, name: str,
             train: bool) -> Callable[[jax.Array], jax.Array]:
     layer = conv(features, kernel_size, stride, bias, self.dtype, name=name,
-                 matmul_max_size=self.matmul_max_size, narrow=self.narrow_conv)
+                 matmul_max_size=self.matmul_max_size, narrow=self.narrow_conv,
+                 winograd_min_tiles=self.winograd_min_tiles)
     if not self.spectral_norm:
       return layer
     return lambda x: nn.SpectralNorm(layer, name=f"sn_{name}")(x, update_stats=train)
@@ -132,6 +134,7 @@ class MultiScaleDiscriminator(nn.Module):
   matmul_max_size: int = MATMUL_MAX_SIZE
   spectral_norm: bool = False
   narrow_conv: bool = True
+  winograd_min_tiles: int = 0
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -144,6 +147,6 @@ class MultiScaleDiscriminator(nn.Module):
         x_BxHxWxC = downsample(x_BxHxWxC)
       logits.append(PatchDiscriminator(self.receptive_field, self.ndf, self.norm, self.dtype,
                                        self.matmul_max_size, self.spectral_norm,
-                                       self.narrow_conv,
+                                       self.narrow_conv, self.winograd_min_tiles,
                                        name=f"scale_{k}")(x_BxHxWxC, train))
     return tuple(logits)

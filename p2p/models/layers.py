@@ -12,13 +12,19 @@ from flax.typing import Dtype, Initializer, PrecisionLike
 
 from p2p.config import CONV_TRANSPOSE_IMPLS, NORMS, UPSAMPLES
 from p2p.models.kernels import (NARROW_FEATURES, lax_conv, matmul_conv_s2, matmul_conv_transpose,
-                                narrow_conv, nearest_up_kernel, phase_conv_transpose)
+                                narrow_conv, nearest_up_kernel, phase_conv_transpose, s2_conv,
+                                winograd_conv, winograd_tiles)
 
 # 4x4 stride-2 convs whose larger side (input or output) is at most this many px run as
 # patch extraction + one GEMM (kernels.matmul_*): faster on XLA:CPU, same params and outputs.
 MATMUL_MAX_SIZE = 16
 
 conv_init = nn.initializers.normal(0.02)
+
+
+def cpu_rewrites() -> bool:
+  """Whether the XLA:CPU-only conv forms (s2_conv, winograd_conv) apply: a CPU backend."""
+  return jax.default_backend() == "cpu"
 
 
 def normal_init(mean: float, stddev: float) -> Initializer:
@@ -74,7 +80,11 @@ class PhaseConvTranspose(nn.Module):
 
 
 class Conv(nn.Module):
-  """nn.Conv(features, (k, k), stride, padding (k - 1) // 2) with the same params, fast on CPU."""
+  """nn.Conv(features, (k, k), stride, padding (k - 1) // 2) with the same params, fast on CPU.
+
+  On a CPU backend 4x4 stride-2 convs (above matmul_max_size) get s2_conv's input gradient, and
+  4x4 stride-1 convs with at least winograd_min_tiles output tiles run as Winograd F(4x4, 4x4).
+  """
   features: int
   kernel_size: int
   stride: int = 1
@@ -85,7 +95,8 @@ class Conv(nn.Module):
   param_dtype: Dtype = jnp.float32
   precision: PrecisionLike = None
   matmul_max_size: int = MATMUL_MAX_SIZE
-  narrow: bool = True  # False: no custom_vjp narrow conv, so jax.jvp can differentiate it (R1)
+  narrow: bool = True  # False: no custom_vjp convs, so jax.jvp can differentiate it (R1)
+  winograd_min_tiles: int = 0  # 4x4 stride-1 convs with this many output tiles: Winograd; 0 = never
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -95,9 +106,14 @@ class Conv(nn.Module):
     pad = (k - 1) // 2
     padding = ((pad, pad), (pad, pad))
     height, width = x_BxHxWxC.shape[1:3]
-    if (k, stride, pad) == (4, 2, 1) and height % 2 == 0 and width % 2 == 0 and (
-        max(height, width) <= self.matmul_max_size):
+    down = (k, stride, pad) == (4, 2, 1) and height % 2 == 0 and width % 2 == 0
+    if down and max(height, width) <= self.matmul_max_size:
       y = matmul_conv_s2(x_BxHxWxC, kernel, self.precision)
+    elif down and self.narrow and cpu_rewrites():
+      y = s2_conv(x_BxHxWxC, kernel, self.precision)
+    elif (stride, k) == (1, 4) and self.features > NARROW_FEATURES and cpu_rewrites() and 0 < (
+        self.winograd_min_tiles) <= winograd_tiles(x_BxHxWxC.shape[0], height, width, padding):
+      y = winograd_conv(x_BxHxWxC, kernel, padding, self.precision)
     elif self.narrow and stride == 1 and k > 1 and self.features <= NARROW_FEATURES:
       y = narrow_conv(x_BxHxWxC, kernel, padding, self.precision)
     else:
@@ -122,10 +138,12 @@ def conv_transpose(features: int, use_bias: bool, impl: str = "phase",
 
 def conv(features: int, kernel_size: int, stride: int, use_bias: bool,
          dtype: Dtype = jnp.float32, name: str | None = None,
-         matmul_max_size: int = MATMUL_MAX_SIZE, narrow: bool = True) -> Conv:
+         matmul_max_size: int = MATMUL_MAX_SIZE, narrow: bool = True,
+         winograd_min_tiles: int = 0) -> Conv:
   """A square conv with pix2pix's padding (k - 1) // 2: 1 for 4x4, 0 for 1x1."""
   return Conv(features, kernel_size, stride, use_bias=use_bias, dtype=dtype, name=name,
-              matmul_max_size=matmul_max_size, narrow=narrow)
+              matmul_max_size=matmul_max_size, narrow=narrow,
+              winograd_min_tiles=winograd_min_tiles)
 
 
 def check_norm(norm: str) -> None:
