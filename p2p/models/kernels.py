@@ -298,7 +298,8 @@ def winograd_conv(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, padding: Padd
   tiles = jnp.stack([x[:, i:i + m * th:m, j:j + m * tw:m]
                      for i in range(alpha) for j in range(alpha)])  # a^2 x B x th x tw x C
   v = jnp.einsum("pq,qbhwc->pbhwc", np.kron(b_t, b_t), tiles, precision=precision)
-  u = jnp.einsum("ak,bl,klcf->abcf", g, g, kernel_KxKxCxF, precision=precision)
+  u = jnp.dot(np.kron(g, g), kernel_KxKxCxF.reshape(taps * taps, c * features),
+              precision=precision)
   products = lax.dot_general(v.reshape(alpha * alpha, b * th * tw, c),
                              u.reshape(alpha * alpha, c, features),
                              (((2,), (1,)), ((0,), (0,))), precision=precision)
