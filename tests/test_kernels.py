@@ -117,6 +117,13 @@ def test_conv_module_winograd_threshold(min_tiles, uses_winograd):
   np.testing.assert_allclose(fast.apply(params, x), stock.apply(params, x), rtol=RTOL, atol=1e-6)
 
 
+def test_conv_module_keeps_bfloat16_off_winograd():
+  x = _random((1, 9, 9, 6), 14)
+  conv = Conv(8, 4, 1, winograd_min_tiles=1, dtype=jnp.bfloat16)
+  params = conv.init(jax.random.key(0), x)
+  assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: conv.apply(params, x))(x))
+
+
 @pytest.mark.parametrize("features,kernel_size,stride,hw,min_tiles", [
     (7, 4, 2, (8, 8), 0),      # matmul path
     (7, 4, 2, (32, 32), 0),    # above matmul_max_size: s2_conv

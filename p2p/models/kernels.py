@@ -1,6 +1,6 @@
 """Conv kernels that are fast on XLA:CPU; each computes exactly what a stock lax conv computes.
 
-XLA:CPU has three slow spots in the pix2pix networks, all measured in benchmarks/:
+XLA:CPU has these slow spots in the pix2pix networks, all measured in benchmarks/:
 - the kernel gradient of a transposed conv (lhs dilation): `phase_conv_transpose` runs the
   4x4 stride-2 transposed conv as stride-1 2x2 convs over the kernel's phase slices (one wide
   conv for all four phases when F <= 128);

@@ -83,7 +83,7 @@ class Conv(nn.Module):
   """nn.Conv(features, (k, k), stride, padding (k - 1) // 2) with the same params, fast on CPU.
 
   On a CPU backend 4x4 stride-2 convs (above matmul_max_size) get s2_conv's input gradient, and
-  4x4 stride-1 convs with at least winograd_min_tiles output tiles run as Winograd F(4x4, 4x4).
+  float32 4x4 stride-1 convs with at least winograd_min_tiles output tiles run as Winograd.
   """
   features: int
   kernel_size: int
@@ -111,7 +111,8 @@ class Conv(nn.Module):
       y = matmul_conv_s2(x_BxHxWxC, kernel, self.precision)
     elif down and self.narrow and cpu_rewrites():
       y = s2_conv(x_BxHxWxC, kernel, self.precision)
-    elif (stride, k) == (1, 4) and self.features > NARROW_FEATURES and cpu_rewrites() and 0 < (
+    elif (stride, k) == (1, 4) and self.features > NARROW_FEATURES and cpu_rewrites() and (
+        x_BxHxWxC.dtype == jnp.float32) and 0 < (  # bf16 would amplify Winograd's rounding
         self.winograd_min_tiles) <= winograd_tiles(x_BxHxWxC.shape[0], height, width, padding):
       y = winograd_conv(x_BxHxWxC, kernel, padding, self.precision)
     elif self.narrow and stride == 1 and k > 1 and self.features <= NARROW_FEATURES:
