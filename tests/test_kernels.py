@@ -147,9 +147,9 @@ def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw, min_til
   loss = lambda module, p, x: jnp.sum(jnp.sin(module.apply(p, x)))
   want, want_grads = jax.value_and_grad(loss, argnums=(1, 2))(stock, params, x)
   got, got_grads = jax.value_and_grad(loss, argnums=(1, 2))(fast, params, x)
-  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Winograd's rounding errors scale with the largest value, not with each element
+  np.testing.assert_allclose(got, want, rtol=1e-4 if min_tiles else 1e-5)
   for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
-    # Winograd's rounding errors scale with the largest value, not with each element
     atol = RTOL * float(jnp.abs(b).max()) if min_tiles else 1e-6
     np.testing.assert_allclose(a, b, rtol=RTOL, atol=atol)
 
