@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
                                          # the N up blocks before the output; 0 = none
   model.d_spectral_norm = False          # spectral norm on every D conv (GauGAN's D with
                                          # optim.gan_mode=hinge and feature matching)
+  model.d_conditional = True             # D sees (map, photo) pairs; False: the photo alone
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4             # Adam step size, both networks

@@ -85,6 +85,7 @@ class ModelConfig:
   winograd_min_tiles: int = 128
   noise_layers: int = 0
   d_spectral_norm: bool = False
+  d_conditional: bool = True
 
   def __post_init__(self):
     _choice("model.norm", self.norm, NORMS)

@@ -48,6 +48,7 @@ class Networks:
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
   ema_decay: float = 0.0  # > 0: the state also averages G's parameters
+  d_conditional: bool = True  # D sees (input, output) pairs; False: the output alone
 
 
 def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
@@ -93,7 +94,7 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   scale = config.optim.d_lr_scale
   d_schedule = schedule if scale == 1 else (lambda step: scale * schedule(step))
   return Networks(generator, discriminator, make_tx(schedule), make_tx(d_schedule),
-                  config.optim.ema_decay)
+                  config.optim.ema_decay, config.model.d_conditional)
 
 
 def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -108,7 +109,8 @@ def init_state(nets: Networks, rng: jax.Array, image_size: int) -> TrainState:
   g_rng, d_rng, state_rng = jax.random.split(rng, 3)
   x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   g = _init_net(nets.generator, nets.g_tx, g_rng, x)
-  d = _init_net(nets.discriminator, nets.d_tx, d_rng, jnp.concatenate([x, x], axis=-1))
+  d_x = jnp.concatenate([x, x], axis=-1) if nets.d_conditional else x
+  d = _init_net(nets.discriminator, nets.d_tx, d_rng, d_x)
   g_ema = jax.tree.map(jnp.copy, g.params) if nets.ema_decay else None
   return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, g=g, d=d, g_ema=g_ema)
 

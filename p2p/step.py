@@ -36,9 +36,11 @@ def augment_keys(step_rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   return k_fake, k_real, k_g
 
 
-def _d_input(x: jax.Array, y: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> jax.Array:
-  """D's input: the (input, output) pair on channels, augmented by the DiffAugment policy."""
-  return augment.diff_augment(jnp.concatenate([x, y], axis=-1), key, policy)
+def _d_input(nets: Networks, x: jax.Array, y: jax.Array, key: jax.Array,
+             policy: tuple[str, ...]) -> jax.Array:
+  """D's input, DiffAugmented: the (input, output) pair on channels, or the output alone."""
+  pair = jnp.concatenate([x, y], axis=-1) if nets.d_conditional else y
+  return augment.diff_augment(pair, key, policy)
 
 
 def _apply_d(nets: Networks, params: Any, stats: Any, pair: jax.Array) -> tuple[Logits, Any]:
@@ -84,7 +86,7 @@ def _r1_grads(nets: Networks, optim: OptimConfig, state: TrainState, x: jax.Arra
 
   def d_real(params, target):
     return d.apply({"params": params, "batch_stats": state.d.batch_stats},
-                   _d_input(x, target, key, policy), train=True, mutable=["batch_stats"])[0]
+                   _d_input(nets, x, target, key, policy), train=True, mutable=["batch_stats"])[0]
 
   def weighted(params):
     value, grads = r1_value_and_grad(d_real, params, y)
@@ -126,8 +128,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
 
   def d_loss_fn(params):
     fake_logits, stats = _apply_d(nets, params, state.d.batch_stats,
-                                  _d_input(x, jax.lax.stop_gradient(fake), k_fake, policy))
-    real_logits, stats = _apply_d(nets, params, stats, _d_input(x, y, k_real, policy))
+                                  _d_input(nets, x, jax.lax.stop_gradient(fake), k_fake, policy))
+    real_logits, stats = _apply_d(nets, params, stats, _d_input(nets, x, y, k_real, policy))
     loss, metrics = discriminator_loss(real_logits, fake_logits, mode=optim.gan_mode,
                                        weight=optim.disc_loss_weight)
     return loss, (metrics, stats)
@@ -149,11 +151,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks
   real_logits, real_feats = None, ()
   if use_fm or relativistic:
     real_logits, _, real_feats = _apply_d_features(
-        nets, d.params, d.batch_stats, _d_input(x, y, k_g, policy), features=use_fm)
+        nets, d.params, d.batch_stats, _d_input(nets, x, y, k_g, policy), features=use_fm)
 
   def g_loss_fn(fake):
     fake_logits, stats, fake_feats = _apply_d_features(
-        nets, d.params, d.batch_stats, _d_input(x, fake, k_g, policy), features=use_fm)
+        nets, d.params, d.batch_stats, _d_input(nets, x, fake, k_g, policy), features=use_fm)
     fm = feature_matching_loss(fake_feats, real_feats) if use_fm else None
     loss, metrics = generator_loss(fake_logits, fake, y, l1_weight=optim.l1_weight,
                                    gan_weight=optim.gan_weight, mode=optim.gan_mode,

@@ -171,7 +171,8 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, l1_pool=1, mode="vanilla
                                 train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
 
   def d_apply(params, stats, out, key):
-    pair = augment.diff_augment(jnp.concatenate([x, out], -1), key, policy)
+    pair = jnp.concatenate([x, out], -1) if nets.d_conditional else out
+    pair = augment.diff_augment(pair, key, policy)
     logits, m = nets.discriminator.apply({"params": params, "batch_stats": stats}, pair, train=True,
                                          mutable=["batch_stats", "intermediates"])
     inter = m["intermediates"]  # a multi-scale D: one subtree per scale, finest first
@@ -218,26 +219,29 @@ def _assert_both_updates_differ(other, new):
                    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
 
 
-@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy,mode", [
-    (0.0, 1, 1, False, "", "vanilla"), (10.0, 1, 4, False, "", "vanilla"),
-    (10.0, 2, 1, False, "", "vanilla"), (10.0, 1, 1, True, "", "hinge"),
-    (10.0, 1, 1, False, "color,translation,cutout", "vanilla"),
-    (0.0, 1, 1, False, "", "relativistic"), (10.0, 1, 1, False, "", "relativistic")])
+@pytest.mark.parametrize("fm_weight,num_d,l1_pool,sn,policy,mode,cond", [
+    (0.0, 1, 1, False, "", "vanilla", True), (10.0, 1, 4, False, "", "vanilla", True),
+    (10.0, 2, 1, False, "", "vanilla", True), (10.0, 1, 1, True, "", "hinge", True),
+    (10.0, 1, 1, False, "color,translation,cutout", "vanilla", True),
+    (0.0, 1, 1, False, "", "relativistic", True), (10.0, 1, 1, False, "", "relativistic", True),
+    (10.0, 1, 1, False, "", "vanilla", False)])
 def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool, sn, policy,
-                                                mode):
+                                                mode, cond):
   """The vjp-based step against plain grads: G forward, D update, then G update via new D.
 
   l1_pool 4 (the L1 of block means) with lambda_L1 100: a step that ignored it would differ.
   sn: GauGAN's D (spectral norm, its power-iteration state threaded like BatchNorm's) with the
   hinge loss. policy: DiffAugment, each D input transformed with the key meant for it.
-  relativistic: G's loss also needs D's logits on the real pair.
+  relativistic: G's loss also needs D's logits on the real pair. cond=False: an unconditional D
+  (the photo alone; its first conv takes 3 channels, so a step that fed it pairs would fail).
   """
   config, mesh, nets, step = setup
   policy = augment.parse_policy(policy)
   if fm_weight or num_d > 1 or mode != "vanilla":
     # Two scales at 32 px need a receptive field the 16 px coarse scale can hold.
     model = {**base.get_config().model.to_dict(), "ngf": 8, "ndf": 8, "num_d": num_d,
-             "receptive_field": 70 if num_d == 1 else 16, "d_spectral_norm": sn}
+             "receptive_field": 70 if num_d == 1 else 16, "d_spectral_norm": sn,
+             "d_conditional": cond}
     config = tiny_config(batch_size=2, model=model, **{
         "optim": {**base.get_config().optim.to_dict(), "fm_weight": fm_weight,
                   "l1_pool": l1_pool, "gan_mode": mode, "d_augment": ",".join(policy)}})
@@ -259,6 +263,8 @@ def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, l1_pool
         state, batch["input"], batch["target"], fm_weight)
   new, metrics = step(state, parallel.global_batch(batch, mesh))
   assert ("feature_matching_loss" in metrics) == bool(fm_weight)
+  if num_d == 1:
+    assert new.d.params["conv_0"]["kernel"].shape[-2] == (6 if cond else 3)
   for want, got in ((g_params, new.g.params), (d_params, new.d.params)):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), want, got)
   if fm_weight:  # the loss changes G's update, so the comparison above can fail
