@@ -28,9 +28,9 @@ Choices (README "Quality on real maps" has the measurements):
   unless they say resize-conv.
 - An unconditional D (model.d_conditional=False, 2026-12-06; pix2pix's "L1+GAN"): D judges the
   photo alone, while L1 and feature matching keep the output on its map. Patches FID 200.9 /
-  KID 0.140 on seed 0 and 204.3 / 0.150 on seed 1, L1 0.277 / 0.278 (full 184.4 / 0.068 and 0.2738 | 15.01 | 0.2256 | 0.0975 | 181.2 | 0.069FK),
-  against the conditional D's 242.5 +- 11.1 / 0.200 +- 0.011 over seeds 0-2. Every run listed
-  below used the conditional D.
+  KID 0.140 on seed 0 and 204.3 / 0.150 on seed 1, L1 0.277 / 0.278 (full 184.4 / 0.068 and
+  181.2 / 0.069), against the conditional D's 242.5 +- 11.1 / 0.200 +- 0.011 over seeds 0-2.
+  Every run listed below used the conditional D.
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
 - Tried and not better at 90 min (paper losses otherwise): lambda_L1 = 10 on native 128 px
