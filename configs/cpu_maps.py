@@ -30,6 +30,9 @@ Choices (README "Quality on real maps" has the measurements):
   photo alone, while L1 and feature matching keep the output on its map. Patches FID 200.9 /
   KID 0.140 on seed 0 and 204.3 / 0.150 on seed 1, L1 0.277 / 0.278 (full 184.4 / 0.068 and
   181.2 / 0.069), against the conditional D's 242.5 +- 11.1 / 0.200 +- 0.011 over seeds 0-2.
+  With it, twice the adversarial weight (optim.gan_weight=2): patches FID 225.9 / KID 0.175,
+  L1 0.303; half (optim.gan_weight=0.5): FID 290.4 / KID 0.247, though L1 0.248 / PSNR 16.04
+  beat the mean-colour floor (seed 0, 2026-12-06).
   Every run listed below used the conditional D.
 - Otherwise the paper's setup: vanilla GAN loss, batch 1, Adam(2e-4, 0.5), dropout 0.5, and its
   schedule shape: constant LR for the first half, linear decay to 0 over the second.
