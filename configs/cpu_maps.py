@@ -28,8 +28,9 @@ Choices (README "Quality on real maps" has the measurements):
   unless they say resize-conv.
 - An unconditional D (model.d_conditional=False, 2026-12-06; pix2pix's "L1+GAN"): D judges the
   photo alone, while L1 and feature matching keep the output on its map. Patches FID 200.9 /
-  KID 0.140 on seed 0 and 204.3 / 0.150 on seed 1, L1 0.277 / 0.278 (full 184.4 / 0.068 and
-  181.2 / 0.069), against the conditional D's 242.5 +- 11.1 / 0.200 +- 0.011 over seeds 0-2.
+  KID 0.140 on seed 0, 204.3 / 0.150 on seed 1 and 207.4 / 0.154 on seed 2 (L1 0.271, PSNR
+  15.30): over seeds 0-2 FID 204.2 +- 3.3, KID 0.148 +- 0.007, L1 0.275 (full 183.4 +- 1.9 /
+  0.071 +- 0.003), against the conditional D's 242.5 +- 11.1 / 0.200 +- 0.011 over seeds 0-2.
   With it, twice the adversarial weight (optim.gan_weight=2): patches FID 225.9 / KID 0.175,
   L1 0.303; half (optim.gan_weight=0.5): FID 290.4 / KID 0.247, though L1 0.248 / PSNR 16.04
   beat the mean-colour floor (seed 0, 2026-12-06). With it, pixel norm in G instead of instance
