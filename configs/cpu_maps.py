@@ -40,6 +40,8 @@ Choices (README "Quality on real maps" has the measurements):
   seed 0 (raw 200.9 / 0.140), 204.4 / 0.153 on seed 1 (raw 204.3 / 0.150); not adopted.
   With it, the 142 x 142 D (model.receptive_field=142): patches FID 189.5 / KID 0.143 on seed 0
   (full 147.0 / 0.043), 217.5 / 0.167 on seed 1 (full 176.5 / 0.069), L1 0.284; not adopted.
+  With it, the two-scale D (model.num_d=2, 81.5 min): patches FID 201.0 / KID 0.158, L1 0.282
+  (full 157.0 / 0.050); not adopted.
   With it, no L1 term (optim.l1_weight=0): near-black outputs, val L1 0.368 at epoch 1;
   stopped at step 5,191 (patches FID 286.2 / KID 0.236, L1 0.313).
   Every run listed below used the conditional D.
