@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/synthetic
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,13 @@ $(DEMO_DATA)/val: $(STAMP)
 
 demo: $(DEMO_DATA)/val
 	$(PY) -m p2p.data.preview --config=configs/demo.py --out=runs/demo/preview.png
-	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(PY) -m p2p.main --config=configs/demo.py --workdir=runs/demo
+	$(VENV)/bin/p2p-train --config=configs/demo.py --workdir=runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist worksteal
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/input_pipeline.py --data_dir=../shared/data/maps --json

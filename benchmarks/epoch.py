@@ -11,7 +11,6 @@ loop_fraction = loop img/s / step img/s: 1.0 means input and logging never stall
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import platform
@@ -27,10 +26,8 @@ import train_step  # noqa: E402  (benchmarks/train_step.py)
 
 def loop_config(args: argparse.Namespace):
   """The experiment config on the given data, for warmup + steps steps, W&B off."""
-  from p2p.config import train_config
-  path, _, arg = args.config.partition(":")
-  module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
-  c = module.get_config(arg or None)
+  from p2p.config import load_config_file, train_config
+  c = load_config_file(args.config)
   c.data.data_dir = args.data_dir
   c.batch_size = args.batch
   c.steps_per_call = args.steps_per_call
@@ -47,7 +44,7 @@ def loop_config(args: argparse.Namespace):
 
 def measure_loop(args: argparse.Namespace) -> dict:
   """Images per second of the training loop over the timed steps."""
-  from p2p.train import train_and_evaluate
+  from p2p.train.loop import train_and_evaluate
   config = loop_config(args)
   stamps: dict[int, float] = {}
   with tempfile.TemporaryDirectory() as workdir:
@@ -62,7 +59,7 @@ def measure_loop(args: argparse.Namespace) -> dict:
           "image_size": config.data.image_size, "rf": config.model.receptive_field,
           "ngf": config.model.ngf, "ndf": config.model.ndf, "fm_weight": config.optim.fm_weight,
           "preprocess": config.data.preprocess,
-          "matmul_conv_max_size": config.model.matmul_conv_max_size,
+          "matmul_conv_max_size": config.kernels.matmul_conv_max_size,
           "worker_count": config.data.worker_count, "num_threads": config.data.num_threads,
           "dtype": config.compute_dtype, "resident": config.data.resident,
           "log_every_steps": config.log_every_steps}
@@ -90,7 +87,6 @@ def main() -> None:
   args = parser.parse_args()
   from p2p import cli
   cli.use_hugepage_malloc()
-  cli.import_configs_from_anywhere()
   from absl import flags
   flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
   logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,

@@ -67,19 +67,18 @@ def device_peak_mib() -> float | None:
 
 def make_config(args: argparse.Namespace):
   """The base config at the benchmark's size, batch, receptive field and model width."""
-  from configs import base
-  from p2p.config import train_config
-  c = base.get_config()
+  from p2p.config import default_config, train_config
+  c = default_config()
   c.data.image_size, c.data.load_size, c.data.patch_size = args.size, args.size, args.size
   c.batch_size, c.model.receptive_field = args.batch, args.rf
   c.model.ngf, c.model.ndf = args.ngf, args.ndf or args.ngf
   c.optim.fm_weight = args.fm_weight
-  c.model.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
+  c.kernels.conv_transpose_impl, c.compute_dtype = args.conv_transpose, args.dtype
   c.model.upsample = args.upsample
   c.steps_per_call = args.steps_per_call
-  c.model.matmul_conv_max_size = args.matmul_conv_max_size
+  c.kernels.matmul_conv_max_size = args.matmul_conv_max_size
   if args.winograd_min_tiles is not None:
-    c.model.winograd_min_tiles = args.winograd_min_tiles
+    c.kernels.winograd_min_tiles = args.winograd_min_tiles
   return train_config(c)
 
 
@@ -92,7 +91,7 @@ def call_flops(compiled) -> float:
 
 def step_flops(nets, config, mesh, abstract) -> float:
   """FLOPs of one single step (XLA counts a scan's body once, not once per iteration)."""
-  from p2p.step import compile_step, precompile
+  from p2p.train.step import compile_step, precompile
   return call_flops(precompile(compile_step(nets, config, mesh), abstract, config, mesh))
 
 
@@ -102,9 +101,9 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
   The step is that of `config` when given (its size, batch, networks and losses; args then
   only set warmup and steps), else of `make_config(args)`.
   """
-  from p2p import hostmem, parallel
-  from p2p.state import abstract_state, build_networks, create_train_state
-  from p2p.step import compile_step, precompile
+  from p2p.train import hostmem, parallel
+  from p2p.train.state import abstract_state, build_networks, create_train_state
+  from p2p.train.step import compile_step, precompile
   config = make_config(args) if config is None else config
   size, batch_size, k = config.data.image_size, config.batch_size, config.steps_per_call
   mesh = parallel.make_mesh()
@@ -141,9 +140,9 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
   return {
       "benchmark": "train_step", "size": size, "batch": batch_size, "rf": model.receptive_field,
       "ngf": model.ngf, "ndf": model.ndf, "fm_weight": config.optim.fm_weight,
-      "dtype": dtype, "conv_transpose": model.conv_transpose_impl, "upsample": model.upsample,
-      "matmul_conv_max_size": model.matmul_conv_max_size,
-      "winograd_min_tiles": model.winograd_min_tiles,
+      "dtype": dtype, "conv_transpose": config.kernels.conv_transpose_impl,
+      "upsample": model.upsample, "matmul_conv_max_size": config.kernels.matmul_conv_max_size,
+      "winograd_min_tiles": config.kernels.winograd_min_tiles,
       "steps_per_call": k, "img_per_s": round(k * batch_size / median, 3),
       "step_s_median": round(median / k, 4), "step_s_min": round(min(times) / k, 4),
       "steps_timed": k * len(times),
@@ -181,9 +180,9 @@ def main() -> None:
   parser.add_argument("--upsample", default="transposed", choices=("transposed", "resize"),
                       help="model.upsample: G's up convs")
   parser.add_argument("--matmul_conv_max_size", type=int, default=16,
-                      help="model.matmul_conv_max_size (0 = every conv through lax)")
+                      help="kernels.matmul_conv_max_size (0 = every conv through lax)")
   parser.add_argument("--winograd_min_tiles", type=int, default=None,
-                      help="model.winograd_min_tiles (0 = never; default: the config's)")
+                      help="kernels.winograd_min_tiles (0 = never; default: the config's)")
   parser.add_argument("--steps_per_call", type=int, default=1,
                       help="steps fused per jitted call (lax.scan); img/s counts every step")
   parser.add_argument("--warmup", type=int, default=3)
@@ -195,7 +194,6 @@ def main() -> None:
   args = parser.parse_args()
   from p2p import cli
   cli.use_hugepage_malloc()
-  cli.import_configs_from_anywhere()
   cli.use_compilation_cache(args.compilation_cache_dir)
   report(measure(args), args.json)
 

@@ -1,19 +1,22 @@
-"""The seed's training 5: training 7 with the 16x16 PatchGAN.
+"""The seed's training 5: training 7 (rf70_resize) with the 16x16 PatchGAN.
 
-Run:   python -m p2p.main --config=configs/rf16_resize.py --workdir=runs/rf16_resize
-Smoke: python -m p2p.main --config=configs/rf16_resize.py:tiny --workdir=/tmp/rf16_resize_tiny
-Data:  --config.data.data_dir=DIR (default ../shared/data/maps).
+Run:   p2p-train --config=configs/rf16_resize.py --workdir=runs/rf16_resize
+Smoke: p2p-train --config=configs/rf16_resize.py:tiny --workdir=/tmp/rf16_resize_tiny
+
+Choices (everything else is the paper's default in p2p/config.py):
+- receptive_field 16: the 16x16 PatchGAN (local texture only).
+- preprocess resize, num_epochs 400: as rf70_resize.
 """
 
 import ml_collections
 
-from configs import base
+from p2p.config import default_config, finish
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seed's training 5."""
-  config = base.get_config()
+  config = default_config()
   config.num_epochs = 400
   config.data.preprocess = "resize"
   config.model.receptive_field = 16
-  return base.finish(config, arg)
+  return finish(config, arg)

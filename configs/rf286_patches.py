@@ -1,20 +1,21 @@
-"""The seed's training 8: training 9 with the 286x286 PatchGAN.
+"""The seed's training 8: training 9 (rf70_patches) with the 286x286 PatchGAN.
 
-Run:   python -m p2p.main --config=configs/rf286_patches.py --workdir=runs/rf286_patches
-Smoke: python -m p2p.main --config=configs/rf286_patches.py:tiny --workdir=/tmp/rf286_patches_tiny
-Data:  --config.data.data_dir=DIR (default ../shared/data/maps). The seed cut 4 tiles per half
-       (patch_layout='grid'); --config.data.patch_layout=cover uses the whole image.
+Run:   p2p-train --config=configs/rf286_patches.py --workdir=runs/rf286_patches
+Smoke: p2p-train --config=configs/rf286_patches.py:tiny --workdir=/tmp/rf286_patches_tiny
+
+Choices (everything else is the paper's default in p2p/config.py):
+- receptive_field 286: the 286x286 PatchGAN (an image-level D at 256 px).
+- patch_layout grid: the seed's 4 non-overlapping 256 px tiles per 600 px half.
 """
 
 import ml_collections
 
-from configs import base
+from p2p.config import default_config, finish
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seed's training 8."""
-  config = base.get_config()
-  config.num_epochs = 200
+  config = default_config()
   config.model.receptive_field = 286
   config.data.patch_layout = "grid"
-  return base.finish(config, arg)
+  return finish(config, arg)

@@ -1,19 +1,19 @@
-"""The seed's training 9: batch 1, 70x70 PatchGAN, native-scale 256 patches, 200 epochs.
+"""The seed's training 9: batch 1, 70x70 PatchGAN, native-scale 256 px patches, 200 epochs.
 
-Run:   python -m p2p.main --config=configs/rf70_patches.py --workdir=runs/rf70_patches
-Smoke: python -m p2p.main --config=configs/rf70_patches.py:tiny --workdir=/tmp/rf70_patches_tiny
-Data:  --config.data.data_dir=DIR (default ../shared/data/maps). The seed cut 4 tiles per half
-       (patch_layout='grid'); --config.data.patch_layout=cover uses the whole image.
+Run:   p2p-train --config=configs/rf70_patches.py --workdir=runs/rf70_patches
+Smoke: p2p-train --config=configs/rf70_patches.py:tiny --workdir=/tmp/rf70_patches_tiny
+
+Choices (everything else is the paper's default in p2p/config.py):
+- patch_layout grid: the seed's 4 non-overlapping 256 px tiles per 600 px half.
 """
 
 import ml_collections
 
-from configs import base
+from p2p.config import default_config, finish
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seed's training 9."""
-  config = base.get_config()
-  config.num_epochs = 200
+  config = default_config()
   config.data.patch_layout = "grid"
-  return base.finish(config, arg)
+  return finish(config, arg)

@@ -6,7 +6,7 @@
     photo = p2p.translate_image(gen, big_map)  # one H x W x 3 uint8 map of any size, tiled
 """
 
-from p2p.inference import Generator, load, sample, translate_image
+from p2p.infer import Generator, load, sample, translate_image
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Generator", "load", "sample", "translate_image"]

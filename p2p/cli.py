@@ -1,4 +1,4 @@
-"""What every p2p command does around its work: importable configs/, readable logs."""
+"""What every p2p command does around its work: config paths, one-line errors, quiet logs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import platform
 import re
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from absl import flags
+from absl import app, flags
 from absl import logging as absl_logging
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -36,13 +37,31 @@ def use_hugepage_malloc() -> None:
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
-def import_configs_from_anywhere() -> None:
-  """Experiment configs say `from configs import base`; make that work from any directory.
+def resolve_config_path(argv: list[str]) -> list[str]:
+  """argv with a --config file found from any directory: as given, else in the project's configs/.
 
-  Call before absl parses flags: config_flags loads the --config file during parsing.
+  A config file imports only p2p, so it runs from anywhere; this lets `p2p-train
+  --config=configs/rf70_patches.py` (or `--config=rf70_patches.py`) work outside the checkout.
   """
-  if (PROJECT_ROOT / "configs" / "base.py").is_file() and str(PROJECT_ROOT) not in sys.path:
-    sys.path.append(str(PROJECT_ROOT))
+  out = []
+  for arg in argv:
+    if arg.startswith("--config="):
+      path, colon, extra = arg[len("--config="):].partition(":")
+      if not Path(path).expanduser().exists():
+        for candidate in (PROJECT_ROOT / path, PROJECT_ROOT / "configs" / Path(path).name):
+          if candidate.is_file():
+            arg = f"--config={candidate}{colon}{extra}"
+            break
+    out.append(arg)
+  return out
+
+
+def run(main: Callable[[list[str]], None], tune_malloc: bool = False) -> None:
+  """Runs an absl main with p2p's flag handling: `python -m p2p.X` and the p2p-X scripts."""
+  if tune_malloc:
+    use_hugepage_malloc()
+  sys.argv = resolve_config_path(sys.argv)
+  app.run(main, flags_parser=parse_flags)
 
 
 class _WarningsOnly(logging.Filter):
@@ -91,7 +110,7 @@ def _unknown_field(argv: list[str], error: Exception) -> str:
               f"--config.{key}")
   return (f"{flag}: the config has no field {key!r}"
           f"{f' (did you mean {hint.group(1)!r}?)' if hint else ''}. "
-          f"Every field is listed, with its meaning, in configs/base.py.")
+          f"Every field is listed, with its meaning, in docs/training.md.")
 
 
 def config_value(holder: flags.FlagHolder) -> Any:

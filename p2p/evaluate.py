@@ -1,10 +1,11 @@
-"""python -m p2p.evaluate: score a run and the no-learning baselines; write RUN/eval/.
+"""p2p-evaluate: score a run and the no-learning baselines; write RUN/eval/ (python -m p2p.evaluate).
 
-    python -m p2p.evaluate --workdir=RUN --data_dir=DIR --split=val --json=OUT \
-        [--limit=N] [--protocol=patches,resize,full] [--baseline=mean_color,mean_photo,input]
+    p2p-evaluate --workdir=RUN [--data_dir=DIR] [--split=val] [--json=OUT] [--limit=N]
+        [--protocol=patches,resize,full] [--baseline=mean_color,mean_photo,input]
 
-Writes metrics.json, per_image.csv, samples_<protocol>.png and index.html (see
-p2p/evaluation.py for the protocols and baselines, p2p/metrics.py for the metrics).
+Protocol and image size default to how the run was trained. Writes metrics.json,
+per_image.csv, samples_<protocol>.png and index.html (p2p/eval/protocols.py has the protocols
+and baselines, p2p/eval/metrics.py the metrics; docs/evaluation.md explains both).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from absl import app, flags
 
 from p2p import cli
-from p2p.evaluation import BASELINES, PROTOCOLS, evaluate, load_fid, load_pairs, training_means
+from p2p.eval.protocols import (BASELINES, PROTOCOLS, evaluate, load_fid, load_pairs,
+                                training_means)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with checkpoints (p2p.main's).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder; default: the run's data_dir.")
@@ -25,7 +27,8 @@ _JSON = flags.DEFINE_string("json", None, "Also write the summary JSON here.")
 _OUT = flags.DEFINE_string("out", None, "Report folder; default: WORKDIR/eval, or "
                            "WORKDIR/eval_step_N with --step=N (the newest's report stays).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Score only the first N pairs (0 = all).")
-_PROTOCOL = flags.DEFINE_list("protocol", ["patches"], f"Comma list of {PROTOCOLS}.")
+_PROTOCOL = flags.DEFINE_list("protocol", [], f"Comma list of {PROTOCOLS}; default: the run's "
+                              "data.preprocess (patches or resize).")
 _BASELINE = flags.DEFINE_list("baseline", list(BASELINES),
                               f"Comma list of {BASELINES}, or 'none'.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default: the newest.")
@@ -40,7 +43,7 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Side of the scored tiles/re
                                    "256; a run trained on smaller crops is scored at 256 with it.")
 _FID = flags.DEFINE_bool("fid", True, "Compute FID and KID (needs the FID network weights).")
 _FID_WEIGHTS = flags.DEFINE_string("fid_weights", "", "FID weights file (default_1.pt); default: "
-                                   "search (python -m p2p.fid fetch installs them); "
+                                   "search (`p2p-fid fetch` installs them); "
                                    "'random:SEED' only tests the plumbing.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", 0, "Training pairs averaged for the mean "
                                     "baselines (0 = all).")
@@ -63,17 +66,18 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_library_logs()
   import p2p
-  from p2p import report
   from p2p.data.errors import DataError
+  from p2p.eval import report
   bad = [p for p in _PROTOCOL.value if p not in PROTOCOLS]
   baselines = [] if _BASELINE.value == ["none"] else _BASELINE.value
   bad += [b for b in baselines if b not in BASELINES]
   if bad:
     sys.exit(f"error: unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: "
              f"{BASELINES} or none.")
-  from p2p.fid import FidWeightsMissing
+  from p2p.eval.fid import FidWeightsMissing
   try:
     gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
+    protocols = _PROTOCOL.value or [gen.preprocess]
     if _IMAGE_SIZE.value:
       gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
     data_dir = _DATA_DIR.value or gen.data_dir
@@ -85,13 +89,14 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {e} Or pass --nofid to skip FID and KID.")
   except (FileNotFoundError, ValueError, DataError) as e:
     sys.exit(f"error: {e}")
-  results = evaluate(gen, pairs, protocols=_PROTOCOL.value, baselines=baselines, means=means,
+  results = evaluate(gen, pairs, protocols=protocols, baselines=baselines, means=means,
                      fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
   out = Path(_OUT.value or Path(_WORKDIR.value) / (
       "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"))
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
-          "n_pairs": len(pairs.names), "image_size": gen.image_size, "norm": _NORM.value,
+          "n_pairs": len(pairs.names), "image_size": gen.image_size, "protocols": protocols,
+          "norm": _NORM.value,
           "ema": gen.ema,
           "seed": _SEED.value,
           "fid_weights": _FID_WEIGHTS.value or ("found" if fid_params is not None else "off")}
@@ -103,6 +108,10 @@ def main(argv: list[str]) -> None:
         f"{out / 'per_image.csv'}")
 
 
+def run() -> None:
+  """The p2p-evaluate console script."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  cli.import_configs_from_anywhere()
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

@@ -1,4 +1,4 @@
-"""python -m p2p.main --config=configs/rf70_patches.py --workdir=runs/rf70: train (or resume)."""
+"""p2p-train --config=configs/rf70_patches.py --workdir=runs/rf70: train or resume (python -m p2p.main)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_library_logs()
   cli.use_compilation_cache(_CACHE.value)
-  from p2p import distributed
+  from p2p.train import distributed
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as e:
@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
   from p2p.config import ConfigError, train_config
   from p2p.data.errors import DataError
-  from p2p.train import NonFiniteLoss, train_and_evaluate
+  from p2p.train.loop import NonFiniteLoss, train_and_evaluate
   try:
     config = train_config(cli.config_value(_CONFIG))
     result = train_and_evaluate(config, _WORKDIR.value,
@@ -59,7 +59,10 @@ def main(argv: list[str]) -> None:
         f"Metrics: {result.workdir / 'metrics.jsonl'}, {result.workdir / 'loss_curve.png'}")
 
 
+def run() -> None:
+  """The p2p-train console script."""
+  cli.run(main, tune_malloc=True)
+
+
 if __name__ == "__main__":
-  cli.use_hugepage_malloc()
-  cli.import_configs_from_anywhere()
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

@@ -1,4 +1,4 @@
-"""python -m p2p.translate --workdir=RUN --input=MAP.png --output=PHOTO.png: maps of any size.
+"""p2p-translate --workdir=RUN --input=MAP.png --output=PHOTO.png: maps of any size (python -m p2p.translate).
 
 --input is one image or a folder of them (JPEG or PNG, any mode: RGB, RGBA, L, P); --output is
 a file (one input) or a folder (written as <name>.png). Images larger than the model size are
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
 
   import p2p
   from p2p.data.folder import split_pair
-  from p2p.inference import load_image
+  from p2p.data.images import load_image
   try:
     jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
     gen = p2p.load(_WORKDIR.value, _STEP.value)
@@ -88,6 +88,10 @@ def main(argv: list[str]) -> None:
              f"{', '.join(str(p) for p in failed)}")
 
 
+def run() -> None:
+  """The p2p-translate console script."""
+  cli.run(main)
+
+
 if __name__ == "__main__":
-  cli.import_configs_from_anywhere()
-  app.run(main, flags_parser=cli.parse_flags)
+  run()

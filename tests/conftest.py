@@ -89,13 +89,13 @@ def real_maps() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
   """A run folder: a 32 px, ngf 8 model trained 8 steps on synthetic maps (checkpoints 4, 8)."""
-  from configs import base
+  from p2p import config as base
   from p2p.config import train_config
   from p2p.data import synthetic
-  from p2p.train import train_and_evaluate
+  from p2p.train.loop import train_and_evaluate
   root = tmp_path_factory.mktemp("tiny_run")
   maps = synthetic.write_dataset(root / "maps", train=4, val=3, seed=0, size=64)
-  c = base.tiny(base.get_config())
+  c = base.tiny(base.default_config())
   c.data.data_dir, c.data.preprocess = str(maps), "resize"
   c.num_epochs, c.max_steps, c.checkpoint_every_epochs = 2, 0, 1
   train_and_evaluate(train_config(c), root / "run", progress=False)

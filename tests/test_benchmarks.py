@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from p2p.data import synthetic
+
+pytestmark = pytest.mark.slow  # each harness runs in its own process, end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 

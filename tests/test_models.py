@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p.models import (MultiScaleDiscriminator, PatchDiscriminator, PhaseConvTranspose,
-                        UNetGenerator, conv_transpose, min_input_size)
+from p2p.models import MultiScaleDiscriminator, PatchDiscriminator, UNetGenerator, min_input_size
 from p2p.models.discriminator import coarsest_size, downsample
-from p2p.models.layers import norm_layer
+from p2p.models.layers import ConvTranspose
+from p2p.ops import KernelOptions
 
 NGF = 8
 
@@ -56,10 +56,14 @@ def runner(model: nn.Module):
 
 # --- phase transposed conv -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_phase_conv_transpose_matches_flax(bias):
+@pytest.mark.parametrize("bias,impl,matmul", [(True, "phase", 0), (False, "phase", 0),
+                                              (True, "phase", 16), (True, "flax", 0)])
+def test_conv_transpose_matches_flax(bias, impl, matmul):
+  """Every kernel choice (phase, one GEMM, lax's) equals flax.linen.ConvTranspose: same params."""
   x = normal(2, 5, 6, 3, seed=1)
-  phase, stock = conv_transpose(4, bias, "phase"), conv_transpose(4, bias, "flax")
+  phase = ConvTranspose(4, bias, kernels=KernelOptions(conv_transpose_impl=impl,
+                                                       matmul_conv_max_size=matmul))
+  stock = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding="SAME", use_bias=bias)
   variables = stock.init(rng(), x)
   assert (jax.tree.map(jnp.shape, phase.init(rng(), x))
           == jax.tree.map(jnp.shape, variables))
@@ -79,7 +83,7 @@ def test_phase_conv_transpose_matches_flax(bias):
 
 
 def test_phase_conv_transpose_computes_in_dtype_with_float32_params():
-  layer = PhaseConvTranspose(4, dtype=jnp.bfloat16)
+  layer = ConvTranspose(4, dtype=jnp.bfloat16)
   variables = layer.init(rng(), jnp.zeros((1, 4, 4, 3)))
   assert variables["params"]["kernel"].dtype == jnp.float32
   assert layer.apply(variables, jnp.ones((1, 4, 4, 3))).dtype == jnp.bfloat16
@@ -87,7 +91,7 @@ def test_phase_conv_transpose_computes_in_dtype_with_float32_params():
 
 def test_unknown_conv_transpose_impl_is_rejected():
   with pytest.raises(ValueError, match="conv_transpose_impl"):
-    conv_transpose(4, True, "cudnn")
+    KernelOptions(conv_transpose_impl="cudnn")
 
 
 # --- generator -----------------------------------------------------------------------------------
@@ -190,52 +194,18 @@ def test_resize_upsampling_has_3x3_kernels_and_no_checkerboard():
   x = images(32)
   params = init(g, x[:1])["params"]
   assert {params[f"up_{i}"]["conv"]["kernel"].shape[:2] for i in range(1, 6)} == {(3, 3)}
-  up = PhaseConvTranspose(3, upsample="resize")
+  up = ConvTranspose(3, upsample="resize")
   flat = jnp.ones((1, 8, 8, 2))
   y = up.apply(up.init(rng(), flat), flat)
   interior = np.asarray(y[0, 2:-2, 2:-2])
   np.testing.assert_allclose(interior, np.broadcast_to(interior[:1, :1], interior.shape),
                              atol=1e-6)  # no 2x2-periodic pattern
-  stock = PhaseConvTranspose(3)
+  stock = ConvTranspose(3)
   y = stock.apply(stock.init(rng(), flat), flat)[0, 2:-2, 2:-2]
   assert float(jnp.abs(y[0::2] - y[1::2]).max()) > 1e-3  # the transposed conv's checkerboard
 
 
-def test_noise_inputs_are_zero_at_init_and_sampled_with_dropout():
-  """StyleGAN noise in the up blocks before the output: learned scale, drawn iff dropout is."""
-  plain, noisy = (UNetGenerator(ngf=NGF, dropout_rate=0.0, noise_layers=n) for n in (0, 2))
-  x = images(32)
-  variables = init(noisy, x[:1])
-  params = variables["params"]
-  assert [k for k in sorted(params) if "noise_scale" in params[k]] == ["up_2", "up_3"]
-  assert not any(np.asarray(params[k]["noise_scale"]).any() for k in ("up_2", "up_3"))
-  stripped = {k: {n: v for n, v in block.items() if n != "noise_scale"}
-              for k, block in params.items()}
-  base_vars = {**variables, "params": stripped}
-  assert jax.tree.structure(init(plain, x[:1])) == jax.tree.structure(base_vars)
-  run_plain, run_noisy = runner(plain), runner(noisy)
-  want, _ = run_plain(base_vars, x, rng(1), train=True)
-  got, _ = run_noisy(variables, x, rng(1), train=True)
-  np.testing.assert_allclose(got, want, atol=1e-6)  # zero scale: no change at init
-  params = {**params, "up_2": {**params["up_2"], "noise_scale": jnp.full((NGF,), 0.5)}}
-  variables = {**variables, "params": params}
-  a, _ = run_noisy(variables, x, rng(1), train=True)
-  b, _ = run_noisy(variables, x, rng(2), train=True)
-  again, _ = run_noisy(variables, x, rng(1), train=True)
-  assert float(jnp.abs(a - b).max()) > 1e-3
-  np.testing.assert_array_equal(a, again)
-  quiet, _ = run_noisy(variables, x, rng(2), train=True, dropout=False)
-  np.testing.assert_allclose(quiet, want, atol=1e-6)  # not sampling: noise left out
-
-  def loss(scale):
-    p = {**params, "up_3": {**params["up_3"], "noise_scale": scale}}
-    out, _ = noisy.apply({**variables, "params": p}, x, train=True, rngs={"dropout": rng(3)},
-                         mutable=["batch_stats"])
-    return jnp.square(out).mean()
-  assert float(jnp.abs(jax.jit(jax.grad(loss))(params["up_3"]["noise_scale"])).max()) > 0
-
-
-@pytest.mark.parametrize("norm", ["instance", "pixel", "none"])
+@pytest.mark.parametrize("norm", ["instance", "none"])
 def test_generator_norm_variants(norm):
   model = UNetGenerator(ngf=NGF, norm=norm)
   variables = init(model, images(32, batch=1))
@@ -243,19 +213,6 @@ def test_generator_norm_variants(norm):
   assert "bias" in variables["params"]["down_1"]["conv"]
   y = jax.jit(functools.partial(model.apply, train=False))(variables, images(32))
   assert y.shape == (2, 32, 32, 3) and bool(jnp.isfinite(y).all())
-
-
-def test_pixel_norm_divides_each_pixel_by_its_rms_and_ignores_the_others():
-  norm = norm_layer("pixel", train=True)
-  x = normal(1, 6, 6, 4, seed=5)
-  y = norm.apply({}, x)
-  want = x / np.sqrt(np.mean(np.square(np.asarray(x)), axis=-1, keepdims=True) + 1e-8)
-  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
-  spiked = x.at[0, 0, 0].multiply(1000.0)  # a bright spot changes only its own pixel
-  np.testing.assert_allclose(norm.apply({}, spiked)[0, 1:], y[0, 1:], rtol=1e-6)
-  instance = norm_layer("instance", train=True)
-  moved = instance.apply({}, spiked)[0, 1:] - instance.apply({}, x)[0, 1:]
-  assert float(jnp.abs(moved).max()) > 0.1  # unlike instance norm's spatial statistics
 
 
 def test_unknown_norm_is_rejected():
@@ -292,7 +249,9 @@ def test_discriminator_rejects_small_inputs(size):
 @pytest.mark.parametrize("receptive_field", [16, 34, 70])
 def test_discriminator_receptive_field(receptive_field):
   """The input support of one central logit is exactly receptive_field px wide."""
-  model = PatchDiscriminator(receptive_field, ndf=NGF, norm="none")
+  # Winograd's rounding leaves ~1e-8 gradients outside the support: exact convs here.
+  model = PatchDiscriminator(receptive_field, ndf=NGF, norm="none",
+                             kernels=KernelOptions(winograd_min_tiles=0))
   x = images(128, channels=6, batch=1)
   variables = init(model, x)
 
@@ -355,6 +314,7 @@ def test_downsample_is_pix2pixhd_average_pool_without_padded_pixels():
   assert coarsest_size(5, 2) == 3
 
 
+@pytest.mark.slow
 def test_multiscale_discriminator_is_one_patchgan_per_pooled_scale():
   """scale_k equals a PatchGAN with its weights on the input pooled k times; features sown."""
   model = MultiScaleDiscriminator(num_scales=3, receptive_field=16, ndf=NGF)

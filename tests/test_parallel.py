@@ -13,11 +13,13 @@ import pytest
 
 import p2p
 
-from configs import base
-from p2p.checkpoint import Checkpointer
+from p2p import config as base
 from p2p.config import train_config
 from p2p.data import synthetic
-from p2p.train import train_and_evaluate
+from p2p.train.checkpoint import Checkpointer
+from p2p.train.loop import train_and_evaluate
+
+pytestmark = pytest.mark.slow  # multi-process and multi-device runs
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUR_DEVICES = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")  # conftest's flags, and:
@@ -43,12 +45,12 @@ def maps(tmp_path_factory) -> Path:
 def test_one_step_on_four_devices_equals_one_device():
   out = python("""
       import json, jax, numpy as np
-      from configs import base
-      from p2p import parallel
+      from p2p import config as base
+      from p2p.train import parallel
       from p2p.config import train_config
-      from p2p.state import build_networks, create_train_state
-      from p2p.step import compile_step
-      c = base.tiny(base.get_config()); c.batch_size = 4
+      from p2p.train.state import build_networks, create_train_state
+      from p2p.train.step import compile_step
+      c = base.tiny(base.default_config()); c.batch_size = 4
       config = train_config(c)
       nets = build_networks(config, steps_per_epoch=10)
       rng = np.random.default_rng(0)
@@ -137,7 +139,7 @@ def test_two_processes_train_checkpoint_and_resume(maps, tmp_path):
 def test_bfloat16_losses_track_float32(maps, tmp_path):
   curves = {}
   for dtype in ("float32", "bfloat16"):
-    c = base.tiny(base.get_config())
+    c = base.tiny(base.default_config())
     c.data.data_dir, c.data.preprocess, c.compute_dtype = str(maps), "resize", dtype
     c.batch_size, c.num_epochs, c.max_steps, c.log_every_steps = 2, 20, 0, 4
     c.eval_examples = c.num_sample_images = 1

@@ -1,9 +1,13 @@
 """Quality cannot silently break: a few hundred tiny steps must cut validation L1 substantially."""
 
-from configs import base
+import pytest
+
+from p2p import config as base
 from p2p.config import train_config
 from p2p.data import synthetic
-from p2p.train import train_and_evaluate
+from p2p.train.loop import train_and_evaluate
+
+pytestmark = pytest.mark.slow  # a 300-step run
 
 STEPS = 300
 
@@ -15,7 +19,7 @@ def test_a_few_hundred_steps_cut_validation_l1(tmp_path):
   pairing or direction leaves it flat or makes it rise.
   """
   maps = synthetic.write_dataset(tmp_path / "maps", train=16, val=4, seed=1, size=64)
-  c = base.tiny(base.get_config())
+  c = base.tiny(base.default_config())
   c.data.data_dir, c.data.preprocess = str(maps), "resize"
   c.batch_size = 4
   c.num_epochs = STEPS // 4  # 16 pairs at batch 4: 4 steps an epoch

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from conftest import make_dataset
 
-from p2p import parallel
-from p2p.config import ConfigError, DataConfig
+from p2p.config import DataConfig
 from p2p.data.pipeline import make_split, region_reader
 from p2p.data.resident import ResidentIterator, epoch_order
 from p2p.data.transforms import rescale, resize
+from p2p.train import parallel
 
 
 def _cfg(root, **kw):
@@ -111,18 +111,3 @@ def test_stacked_fetch_equals_single_fetches_and_state_resumes(dataset):
   assert c.step == 7
   with pytest.raises(ValueError, match="not a resident-data position"):
     c.set_state(b'{"iterations": 3}')
-
-
-def test_random_layout_crops_native_windows_of_the_whole_halves(dataset):
-  cfg = _cfg(dataset, patch_layout="random")
-  it, split = _iterator(cfg, batch_size=5)
-  assert it.num_examples == 5 * 4 and it.steps_per_epoch == 4
-  read = region_reader(cfg, split)
-  assert read.map(0)["input"].shape == (80, 80, 3)  # the whole half of the example's image
-  seen = _aligned_windows(it, read, 4, lambda e: e)
-  assert len({(t, l) for t, l, _ in seen}) > 10
-
-
-def test_random_layout_needs_native_size_on_the_device(dataset):
-  with pytest.raises(ConfigError, match="data.image_size=32"):
-    _iterator(_cfg(dataset, patch_layout="random", image_size=16))

@@ -103,6 +103,7 @@ def test_wrong_pair_shape_is_rejected_at_build(tmp_path):
     tfds_maps.prepare(manual_dir, tmp_path / "tfds")
 
 
+@pytest.mark.slow
 def test_cli_prepares(tmp_path):
   manual_dir = make_dataset(tmp_path / "maps", {"train": 2, "val": 1})
   data_dir = tmp_path / "tfds"

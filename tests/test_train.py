@@ -11,14 +11,14 @@ import jax
 import numpy as np
 import pytest
 
-from configs import base
-from p2p.checkpoint import Checkpointer
+from p2p import config as base
 from p2p.config import ConfigError, train_config
 from p2p.data import synthetic
 from p2p.data.errors import DataError
-from p2p.state import abstract_state, build_networks
-from p2p.step import METRICS
-from p2p.train import NonFiniteLoss, train_and_evaluate
+from p2p.train.checkpoint import Checkpointer
+from p2p.train.loop import NonFiniteLoss, train_and_evaluate
+from p2p.train.state import abstract_state, build_networks
+from p2p.train.step import METRICS
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def maps(tmp_path_factory) -> Path:
 
 def make_config(maps: Path, **overrides):
   """A tiny run: 32 px resize, ngf 8, batch 2 -> 3 steps per epoch."""
-  c = base.tiny(base.get_config())
+  c = base.tiny(base.default_config())
   c.data.data_dir = str(maps)
   c.data.preprocess = "resize"
   c.batch_size = 2
@@ -92,6 +92,7 @@ def test_run_writes_checkpoint_metrics_curve_and_samples(straight):
   assert Checkpointer(workdir).all_steps() == [1 * 3, 4]  # every epoch (config) and the end
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
   config, straight_dir, _ = straight
   workdir = tmp_path / "run"
@@ -112,6 +113,7 @@ def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
   assert [r["step"] for r in rows if "l1_loss" in r] == [1, 2, 3, 4]  # no step lost or doubled
 
 
+@pytest.mark.slow
 def test_ema_run_resumes_exactly_trains_as_without_and_serves_the_average(straight, maps,
                                                                           tmp_path):
   """optim.ema_decay only adds an average: same raw weights, resumable, served by load()."""
@@ -155,6 +157,7 @@ def test_keeps_the_newest_checkpoints(maps, tmp_path):
   assert Checkpointer(tmp_path).all_steps() == [9, 12]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(maps, tmp_path):
   train_and_evaluate(make_config(maps, max_steps=2), tmp_path, progress=False)
   bad = make_config(maps, max_steps=4, **{"optim.l1_weight": float("nan")})
@@ -171,6 +174,7 @@ def test_wandb_offline_writes_a_local_run(maps, tmp_path):
   assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
 
 
+@pytest.mark.slow
 def test_an_error_mid_run_saves_progress_first(straight, maps, tmp_path):
   """A corrupt training image found mid-epoch: the steps before it are kept, then resumable."""
   _, straight_dir, _ = straight
@@ -194,6 +198,7 @@ def test_an_error_mid_run_saves_progress_first(straight, maps, tmp_path):
   assert_trees_equal(got, want)
 
 
+@pytest.mark.slow
 def test_steps_per_call_equals_one_step_per_call(maps, tmp_path):
   """Two steps per call (lax.scan), with single steps at epoch ends: same run as one per call."""
   runs = {}
@@ -213,24 +218,7 @@ def test_steps_per_call_equals_one_step_per_call(maps, tmp_path):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_lazy_r1_picked_by_the_loop_equals_lax_cond_in_multi_step_calls(maps, tmp_path):
-  """r1_every 2: single steps use the host-picked R1 program; K-step calls, lax.cond."""
-  runs = {}
-  for k in (1, 2):  # k 2: steps 0-1 in one call, step 2 alone (epoch end): the R1 program
-    config = make_config(maps, steps_per_call=k, max_steps=3, **{
-        "optim.r1_gamma": 1.0, "optim.r1_every": 2})
-    train_and_evaluate(config, tmp_path / f"k{k}", progress=False)
-    rows = [json.loads(line) for line in (tmp_path / f"k{k}" / "metrics.jsonl").read_text()
-            .splitlines()]
-    runs[k] = ([r["r1_penalty"] for r in rows if "r1_penalty" in r],
-               final_params(config, tmp_path / f"k{k}")[0])
-  (pen_1, state_1), (pen_2, state_2) = runs[1], runs[2]
-  assert [p > 0 for p in pen_1] == [True, False, True]
-  np.testing.assert_allclose(pen_2, pen_1, rtol=1e-4)
-  for x, y in zip(jax.tree.leaves(state_2), jax.tree.leaves(state_1)):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)  # R1's second derivatives: fp noise
-
-
+@pytest.mark.slow
 def test_resident_data_run_resumes_exactly(maps, tmp_path):
   """data.resident (device-side jitter) with two steps per call: SIGTERM + resume = straight."""
   config = make_config(maps, steps_per_call=2, **{"data.resident": True})
@@ -249,6 +237,7 @@ def test_resident_data_run_resumes_exactly(maps, tmp_path):
   assert_trees_equal(got, want)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_with_worker_processes(maps, tmp_path):
   """A group-wide SIGTERM (schedulers, `timeout`) also reaches Grain's workers: they must
   outlive it, so the main process stops at a step and saves instead of crashing on a read."""

@@ -97,15 +97,3 @@ def test_random_crops_are_aligned_native_windows_from_anywhere():
     lefts.add(left)
   assert min(tops) == 0 and max(tops) == 48 and len(tops) > 30  # every offset, edges included
   assert min(lefts) == 0 and max(lefts) == 48 and len(lefts) > 30
-
-
-def test_random_layout_counts_and_evaluates_as_the_grid():
-  assert patch_boxes(600, 256, "random") == patch_boxes(600, 256, "grid")
-
-
-def test_jitter_with_native_crop_skips_the_resize():
-  image = _unique_image(80)
-  out = Jitter(load_size=72, crop_size=32, flip=False, native_crop=32).random_map(
-      {"input": image, "target": image}, np.random.default_rng(0))
-  raw = np.round((out["input"] + 1) * 127.5).astype(np.uint8)
-  assert any(np.array_equal(image[t:t + 32, l:l + 32], raw) for t in range(49) for l in range(49))

@@ -30,6 +30,7 @@ def inputs(tmp_path_factory) -> Path:
   return folder
 
 
+@pytest.mark.slow
 def test_folder_to_folder_keeps_sizes(tiny_run, inputs, tmp_path):
   out = tmp_path / "out"
   result = translate(f"--workdir={tiny_run}", f"--input={inputs}", f"--output={out}")
@@ -40,6 +41,7 @@ def test_folder_to_folder_keeps_sizes(tiny_run, inputs, tmp_path):
   assert all(Image.open(p).mode == "RGB" for p in out.iterdir())
 
 
+@pytest.mark.slow
 def test_one_file_to_a_jpeg_and_a_pair(tiny_run, inputs, tmp_path):
   result = translate(f"--workdir={tiny_run}", f"--input={inputs / 'rgb.jpg'}",
                      f"--output={tmp_path / 'photo.jpg'}", "--norm=running", "--overlap=0")
@@ -52,6 +54,7 @@ def test_one_file_to_a_jpeg_and_a_pair(tiny_run, inputs, tmp_path):
   assert Image.open(tmp_path / "pair.png").size == (40, 40)
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_named_and_the_rest_translated(tiny_run, inputs, tmp_path):
   folder = tmp_path / "in"
   folder.mkdir()
@@ -65,6 +68,7 @@ def test_unreadable_files_are_named_and_the_rest_translated(tiny_run, inputs, tm
   assert (tmp_path / "o" / "ok.png").exists()
 
 
+@pytest.mark.slow
 def test_missing_run_or_input(tmp_path, inputs, tiny_run):
   result = translate(f"--workdir={tmp_path}", f"--input={inputs}", f"--output={tmp_path}/o")
   assert result.returncode != 0 and "holds no checkpoint" in result.stderr

@@ -21,10 +21,7 @@ def list_images(root: str | os.PathLike, split: str) -> list[Path]:
   """Sorted image paths of a split; DataError for a missing root or split, or an empty split."""
   root = Path(root).expanduser()
   if not root.is_dir():
-    raise DataError(
-        f"Dataset folder {root} does not exist. Point data.data_dir at a folder holding "
-        f"train/ and val/ (e.g. `python -m p2p.data.download --out {root}` or "
-        f"`python -m p2p.data.synthetic --out {root}`).")
+    raise DataError(f"Dataset folder {root} does not exist. {make_dataset_hint(root)}")
   split_dir = root / split
   if not split_dir.is_dir():
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -39,6 +36,19 @@ def list_images(root: str | os.PathLike, split: str) -> list[Path]:
         f"Split folder {split_dir} holds no .jpg/.png images. Put the {split} pairs there "
         f"(photo on the left, map on the right, width = 2 x height).")
   return paths
+
+
+def make_dataset_hint(root: Path) -> str:
+  """The command that fills a missing dataset folder, judged by its name."""
+  if "synthetic" in root.name.lower():
+    return (f"Generate it with `python -m p2p.data.synthetic --out {root} --train 200 --val 16 "
+            "--seed 0`, or point data.data_dir elsewhere.")
+  if "maps" in root.name.lower():
+    return (f"Download the maps dataset with `python -m p2p.data.download --out {root}`, or "
+            "point data.data_dir (--config.data.data_dir=DIR) at a folder with train/ and val/.")
+  return ("Point data.data_dir (--config.data.data_dir=DIR) at a folder holding train/ and "
+          "val/ side-by-side pairs (`python -m p2p.data.download --out data/maps` fetches the "
+          "maps; docs/data.md has the layout).")
 
 
 def _natural_key(path: Path) -> tuple:

@@ -23,8 +23,6 @@ class Split:
   image_indices: np.ndarray
   boxes: tuple[tuple[int, int], ...]
   region_size: int
-  random_crops: bool = False  # patch_layout='random' on the train split: as many patches per
-                              # image as boxes, each cut at a random place from the whole half
 
   @property
   def num_examples(self) -> int:
@@ -66,15 +64,13 @@ def make_split(cfg: DataConfig, split: str, *, process_index: int = 0, process_c
     return Split(source, indices, (), 0)
   half = source[int(indices[0])]["pair"].shape[0]
   boxes = tuple(patch_boxes(half, cfg.patch_size, cfg.patch_layout, cfg.patch_stride))
-  random_crops = cfg.patch_layout == "random" and split == "train"
-  return Split(source, indices, boxes, cfg.patch_size, random_crops)
+  return Split(source, indices, boxes, cfg.patch_size)
 
 
 def region_reader(cfg: DataConfig, split: Split) -> ReadRegion:
-  """Element index -> uint8 {'input', 'target'} region (whole half for random crops)."""
+  """Element index -> uint8 {'input', 'target'} region (a patch, or the whole half)."""
   return ReadRegion(split.source, tuple(int(i) for i in split.image_indices), split.boxes,
-                    split.region_size, cfg.direction,
-                    whole_halves=len(split.boxes) if split.random_crops else 0)
+                    split.region_size, cfg.direction)
 
 
 def train_dataset(cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
@@ -85,9 +81,7 @@ def train_dataset(cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
                      f"examples of this process; lower the batch size.")
   ds = grain.MapDataset.range(split.num_examples).shuffle(seed=seed).repeat(num_epochs)
   ds = ds.map(region_reader(cfg, split))
-  native_crop = split.region_size if split.random_crops else 0
-  ds = ds.random_map(Jitter(cfg.load_size, cfg.image_size, cfg.flip, cfg.jitter, native_crop),
-                     seed=seed)
+  ds = ds.random_map(Jitter(cfg.load_size, cfg.image_size, cfg.flip, cfg.jitter), seed=seed)
   return ds.batch(batch_size, drop_remainder=True)
 
 

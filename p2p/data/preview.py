@@ -6,17 +6,19 @@ import os
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from PIL import Image
 
+from p2p import cli
 from p2p.config import ConfigError, DataConfig, data_config
 from p2p.data.errors import DataError
+from p2p.data.images import grid, to_uint8
 from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
-from p2p.images import grid, to_uint8
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Experiment config.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. "
+                                          "configs/demo.py.", lock_config=True)
+flags.mark_flag_as_required("config")
 _OUT = flags.DEFINE_string("out", "runs/preview.png", "PNG to write.")
 _ROWS = flags.DEFINE_integer("rows", 4, "Examples per split.")
 
@@ -45,8 +47,9 @@ def write_preview(cfg: DataConfig, out: str | os.PathLike, count: int = 4, seed:
 
 
 def main(argv: list[str]) -> None:
+  """Writes the preview of the --config file's data pipeline."""
   del argv
-  config = _CONFIG.value
+  config = cli.config_value(_CONFIG)
   try:
     path = write_preview(data_config(config), _OUT.value, _ROWS.value, config.seed)
   except (DataError, ConfigError) as e:
@@ -55,4 +58,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

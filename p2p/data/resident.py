@@ -22,11 +22,10 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh
 
-from p2p import parallel
 from p2p.config import ConfigError, DataConfig
-from p2p.data.errors import DataError
 from p2p.data.pipeline import Split, region_reader
 from p2p.data.transforms import rescale, resize
+from p2p.train import parallel
 
 JITTER_STREAM = 0x6A177E5  # folded into key(seed): the jitter's own random stream
 RESCALE_TABLE = rescale(np.arange(256, dtype=np.uint8))  # uint8 -> float32 [-1, 1], as on host
@@ -35,35 +34,18 @@ RESCALE_TABLE = rescale(np.arange(256, dtype=np.uint8))  # uint8 -> float32 [-1,
 def decode_regions(cfg: DataConfig, split: Split) -> tuple[np.ndarray, np.ndarray]:
   """Every training region of this process as (inputs, targets), N x L x L x 3 uint8.
 
-  L is data.load_size (jitter crops from it) or data.image_size (no jitter). With random crops
-  (patch_layout='random') the rows are the images' whole halves, one per image, at native scale.
+  L is data.load_size (jitter crops from it) or data.image_size (no jitter).
   """
   read = region_reader(cfg, split)
-  if split.random_crops:
-    if cfg.patch_size != cfg.image_size:
-      raise ConfigError(f"data.resident with patch_layout='random' crops on the device at native "
-                        f"scale: set data.image_size={cfg.patch_size} (= data.patch_size) or "
-                        f"data.resident=False.")
-    size, rows, count = None, len(split.image_indices), 1
-  else:
-    size = cfg.load_size if cfg.jitter else cfg.image_size
-    rows, count = split.num_examples, read.regions_per_image  # example i: region i % count
-  shape = read.image_regions(0)[0]["input"].shape if size is None else (size, size, 3)
-  inputs = np.empty((rows, *shape), np.uint8)
+  size = cfg.load_size if cfg.jitter else cfg.image_size
+  count = read.regions_per_image  # example i of an image: its region i % count
+  inputs = np.empty((split.num_examples, size, size, 3), np.uint8)
   targets = np.empty_like(inputs)
 
   def fill(position: int) -> None:  # one decode per image, however many regions it gives
     for r, element in enumerate(read.image_regions(position)):
       i = position * count + r
-      if size is None:
-        if element["input"].shape != shape:
-          name = split.source[int(split.image_indices[position])]["name"]
-          raise DataError(f"{name} has halves of {element['input'].shape[:2]} px, not "
-                          f"{shape[:2]} as the first image: data.resident with "
-                          f"patch_layout='random' needs one size for all (or resident=False).")
-        inputs[i], targets[i] = element["input"], element["target"]
-      else:
-        inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
+      inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
 
   with concurrent.futures.ThreadPoolExecutor(max(cfg.num_threads, 1)) as pool:
     list(pool.map(fill, range(len(split.image_indices))))
@@ -102,8 +84,7 @@ def make_gather(cfg: DataConfig, seed: int, mesh: Mesh, stacked: bool) -> Callab
   def gather(inputs, targets, indices, steps):
     keys = jax.vmap(lambda s: jax.vmap(lambda j: jax.random.fold_in(
         jax.random.fold_in(base, s), j))(jnp.arange(indices.shape[1])))(steps)
-    one = functools.partial(_jitter_one, size=cfg.image_size, flip=cfg.flip,
-                            jitter=cfg.jitter or cfg.patch_layout == "random")
+    one = functools.partial(_jitter_one, size=cfg.image_size, flip=cfg.flip, jitter=cfg.jitter)
     flat_in, flat_tg = jax.vmap(one)(inputs[indices.reshape(-1)], targets[indices.reshape(-1)],
                                      keys.reshape(-1))
     shape = indices.shape if stacked else indices.shape[1:]
@@ -127,7 +108,6 @@ class ResidentIterator:
     self._inputs = jax.device_put(inputs, replicated)
     self._targets = jax.device_put(targets, replicated)
     self.num_examples = split.num_examples
-    self._examples_per_row = self.num_examples // len(inputs)  # > 1: random crops of halves
     self.steps_per_epoch = self.num_examples // batch_size
     self._gather = {s: make_gather(cfg, seed, mesh, s) for s in (False, True)}
     self.step = 0
@@ -147,8 +127,7 @@ class ResidentIterator:
 
   def fetch(self, n: int) -> dict[str, jax.Array]:
     """The next n steps' batch on the device: K x B when n > 1, B when n == 1."""
-    rows = self.indices(self.step, n) // self._examples_per_row
-    indices = jnp.asarray(rows, jnp.int32)
+    indices = jnp.asarray(self.indices(self.step, n), jnp.int32)
     steps = jnp.arange(self.step, self.step + n, dtype=jnp.int32)
     self.step += n
     return self._gather[n > 1](self._inputs, self._targets, indices, steps)

@@ -14,7 +14,7 @@ from PIL import Image
 from p2p.data.errors import DataError
 from p2p.data.folder import split_pair
 
-PATCH_LAYOUTS = ("grid", "cover", "random")
+PATCH_LAYOUTS = ("grid", "cover")
 
 
 def tile_starts(extent: int, size: int, layout: str = "cover", stride: int = 0) -> list[int]:
@@ -23,13 +23,11 @@ def tile_starts(extent: int, size: int, layout: str = "cover", stride: int = 0) 
   grid: non-overlapping tiles from 0, the remainder dropped (the seed: 0, 256 of 600).
   cover: tiles every `stride` pixels with the last one flush with the edge, so every pixel is
   covered; stride 0 spaces the fewest tiles that cover evenly (600 -> 0, 172, 344).
-  random: training cuts patches at random places (`random_crop`); its tiles here are the grid's,
-  which give the patches per image and the fixed patches of evaluation.
   """
   if size > extent:
     raise DataError(f"data.patch_size={size} is larger than the image half ({extent} px); "
                     f"lower data.patch_size or use data.preprocess='resize'.")
-  if layout in ("grid", "random"):
+  if layout == "grid":
     return list(range(0, extent - size + 1, size))
   if layout != "cover":
     raise DataError(f"data.patch_layout={layout!r} is not one of {PATCH_LAYOUTS}.")
@@ -95,13 +93,11 @@ class ReadRegion(grain.transforms.Map):
   boxes: Sequence[tuple[int, int]]  # (top, left) per region; empty = the whole half
   region_size: int                 # patch size in pixels (ignored for whole halves)
   direction: str
-  whole_halves: int = 0            # > 0: boxes are ignored; each image gives its whole half,
-                                   # this many times (patch_layout='random' crops them later)
 
   @property
   def regions_per_image(self) -> int:
     """Elements each image gives per epoch."""
-    return self.whole_halves or max(len(self.boxes), 1)
+    return max(len(self.boxes), 1)
 
   def map(self, index: int) -> dict[str, np.ndarray]:
     count = self.regions_per_image
@@ -111,15 +107,11 @@ class ReadRegion(grain.transforms.Map):
                     which: Sequence[int] | None = None) -> list[dict[str, np.ndarray]]:
     """Regions `which` (default: all) of this process's position-th image, decoded once.
 
-    Without boxes (whole halves, or `whole_halves`), the one region is the whole half.
+    Without boxes, the one region is the whole half.
     """
     record = self.source[int(self.image_indices[position])]
     input_, target = split_pair(record["pair"], self.direction)
-    if self.whole_halves and min(input_.shape[:2]) < self.region_size:
-      raise DataError(f"{record['name']} has {input_.shape[1]}x{input_.shape[0]}px halves, smaller "
-                      f"than data.patch_size={self.region_size}; lower data.patch_size or remove "
-                      f"the file.")
-    if not self.boxes or self.whole_halves:
+    if not self.boxes:
       return [{"input": input_, "target": target}]
     half = input_.shape[0]
     boxes = self.boxes if which is None else [self.boxes[i] for i in which]
@@ -137,25 +129,17 @@ class ReadRegion(grain.transforms.Map):
 
 @dataclasses.dataclass(frozen=True)
 class Jitter(grain.transforms.RandomMap):
-  """Training augmentation: aligned resize + random crop + flip, then rescale to [-1, 1].
-
-  With native_crop > 0 the element is a whole half: a random native_crop window of it is cut
-  first (patch_layout='random'), and that window takes the resize jitter's place.
-  """
+  """Training augmentation: aligned resize + random crop + flip, then rescale to [-1, 1]."""
 
   load_size: int
   crop_size: int
   flip: bool
   jitter: bool = True
-  native_crop: int = 0
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     input_, target = element["input"], element["target"]
-    if self.native_crop:
-      input_, target = random_crop(input_, target, rng, self.native_crop)
     input_, target = aligned_jitter(input_, target, rng, load_size=self.load_size,
-                                    crop_size=self.crop_size, flip=self.flip,
-                                    jitter=self.jitter and not self.native_crop)
+                                    crop_size=self.crop_size, flip=self.flip, jitter=self.jitter)
     return {"input": rescale(input_), "target": rescale(target)}
 
 

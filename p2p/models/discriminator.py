@@ -16,10 +16,12 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from p2p.models.layers import MATMUL_MAX_SIZE, check_norm, conv, norm_layer, use_bias
+from p2p.models.layers import Conv, check_norm, norm_layer, use_bias
+from p2p.ops import KernelOptions
 
 # Receptive field (px) -> number of stride-2 layers of PyTorch's NLayerDiscriminator; 1 = pixel.
 N_LAYERS = {1: 0, 16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
+RECEPTIVE_FIELDS = tuple(N_LAYERS)
 
 
 def _down(n: int) -> int:
@@ -54,10 +56,8 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   norm: str = "batch"
   dtype: Dtype = jnp.float32
-  matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
   spectral_norm: bool = False
-  narrow_conv: bool = True  # False: the logit conv forward-differentiable (R1's jax.jvp)
-  winograd_min_tiles: int = 0  # stride-1 convs with this many 4x4 output tiles: Winograd; 0 = never
+  kernels: KernelOptions = KernelOptions()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
@@ -76,9 +76,7 @@ class PatchDiscriminator(nn.Module):
 
   def _conv(self, features: int, kernel_size: int, stride: int, bias: bool, name: str,
             train: bool) -> Callable[[jax.Array], jax.Array]:
-    layer = conv(features, kernel_size, stride, bias, self.dtype, name=name,
-                 matmul_max_size=self.matmul_max_size, narrow=self.narrow_conv,
-                 winograd_min_tiles=self.winograd_min_tiles)
+    layer = Conv(features, kernel_size, stride, bias, self.dtype, self.kernels, name=name)
     if not self.spectral_norm:
       return layer
     return lambda x: nn.SpectralNorm(layer, name=f"sn_{name}")(x, update_stats=train)
@@ -131,10 +129,8 @@ class MultiScaleDiscriminator(nn.Module):
   ndf: int = 64
   norm: str = "batch"
   dtype: Dtype = jnp.float32
-  matmul_max_size: int = MATMUL_MAX_SIZE
   spectral_norm: bool = False
-  narrow_conv: bool = True
-  winograd_min_tiles: int = 0
+  kernels: KernelOptions = KernelOptions()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -146,7 +142,6 @@ class MultiScaleDiscriminator(nn.Module):
       if k:
         x_BxHxWxC = downsample(x_BxHxWxC)
       logits.append(PatchDiscriminator(self.receptive_field, self.ndf, self.norm, self.dtype,
-                                       self.matmul_max_size, self.spectral_norm,
-                                       self.narrow_conv, self.winograd_min_tiles,
+                                       self.spectral_norm, self.kernels,
                                        name=f"scale_{k}")(x_BxHxWxC, train))
     return tuple(logits)

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from p2p.models.layers import (MATMUL_MAX_SIZE, check_norm, conv, conv_transpose, norm_layer,
-                               use_bias)
+from p2p.models.layers import Conv, ConvTranspose, check_norm, norm_layer, use_bias
+from p2p.ops import KernelOptions
 
 MIN_NUM_DOWNS = 5  # the 4 outer levels plus the innermost, as PyTorch always builds
 FIRST_DROPOUT_DEPTH = 5  # the ngf*8 levels between depth 4 and the innermost carry dropout
@@ -46,53 +46,40 @@ class Down(nn.Module):
   outermost: bool = False
   innermost: bool = False
   dtype: Dtype = jnp.float32
-  matmul_max_size: int = MATMUL_MAX_SIZE
+  kernels: KernelOptions = KernelOptions()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool) -> jax.Array:
     """B x H x W x C -> B x H/2 x W/2 x features."""
     x = x_BxHxWxC if self.outermost else nn.leaky_relu(x_BxHxWxC, 0.2)
-    x = conv(self.features, 4, 2, use_bias(self.norm), self.dtype, name="conv",
-             matmul_max_size=self.matmul_max_size)(x)
+    x = Conv(self.features, 4, 2, use_bias(self.norm), self.dtype, self.kernels, name="conv")(x)
     if self.outermost or self.innermost:
       return x
     return norm_layer(self.norm, train, self.dtype, name="norm")(x)
 
 
 class Up(nn.Module):
-  """ReLU -> 4x4 stride-2 transposed (or resize) conv -> norm [-> dropout] [+ noise]; tanh last.
-
-  noise: StyleGAN's noise input, one N(0, 1) map per image and layer times a learned
-  per-channel scale (zero at init), drawn from the dropout stream when sampling stochastically
-  and left out (its mean, zero) otherwise.
-  """
+  """ReLU -> 4x4 stride-2 transposed (or resize) conv -> norm [-> dropout]; tanh when outermost."""
   features: int
   norm: str = "batch"
   outermost: bool = False
   dropout_rate: float = 0.0
-  noise: bool = False
-  conv_transpose_impl: str = "phase"
   upsample: str = "transposed"
   dtype: Dtype = jnp.float32
-  matmul_max_size: int = MATMUL_MAX_SIZE
+  kernels: KernelOptions = KernelOptions()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool, dropout: bool) -> jax.Array:
     """B x H x W x C -> B x 2H x 2W x features."""
     x = nn.relu(x_BxHxWxC)
     bias = self.outermost or use_bias(self.norm)
-    x = conv_transpose(self.features, bias, self.conv_transpose_impl, self.dtype, name="conv",
-                       matmul_max_size=self.matmul_max_size, upsample=self.upsample)(x)
+    x = ConvTranspose(self.features, bias, self.dtype, self.upsample, self.kernels,
+                      name="conv")(x)
     if self.outermost:
       return jnp.tanh(x)
     x = norm_layer(self.norm, train, self.dtype, name="norm")(x)
     if self.dropout_rate > 0:
       x = nn.Dropout(self.dropout_rate, deterministic=not dropout)(x)
-    if self.noise:
-      scale = self.param("noise_scale", nn.initializers.zeros, (self.features,), jnp.float32)
-      if dropout:
-        noise = jax.random.normal(self.make_rng("dropout"), (*x.shape[:3], 1), x.dtype)
-        x = x + noise * scale.astype(x.dtype)
     return x
 
 
@@ -103,11 +90,9 @@ class UNetGenerator(nn.Module):
   norm: str = "batch"
   dropout_rate: float = 0.5
   num_downs: int | None = None
-  conv_transpose_impl: str = "phase"
   upsample: str = "transposed"  # or "resize": nearest 2x + 3x3 conv in every up block
   dtype: Dtype = jnp.float32
-  matmul_max_size: int = MATMUL_MAX_SIZE  # convs at most this many px run as GEMMs; 0 = never
-  noise_layers: int = 0  # the up blocks just before the output that get StyleGAN noise inputs
+  kernels: KernelOptions = KernelOptions()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jax.Array, train: bool,
@@ -115,7 +100,6 @@ class UNetGenerator(nn.Module):
     """B x H x W x C in [-1, 1] -> B x H x W x out_channels float32 in [-1, 1].
 
     dropout defaults to train; pix2pix also samples dropout at test time (dropout=True).
-    Noise inputs, if any, are sampled exactly when dropout is.
     """
     check_norm(self.norm)
     depth = resolve_num_downs(x_BxHxWxC.shape[1], x_BxHxWxC.shape[2], self.num_downs)
@@ -124,15 +108,13 @@ class UNetGenerator(nn.Module):
     skips = []
     for i in range(1, depth + 1):
       x = Down(level_channels(self.ngf, i), self.norm, outermost=i == 1, innermost=i == depth,
-               dtype=self.dtype, matmul_max_size=self.matmul_max_size, name=f"down_{i}")(x, train)
+               dtype=self.dtype, kernels=self.kernels, name=f"down_{i}")(x, train)
       skips.append(x)
     for i in range(depth, 0, -1):
       if i < depth:
         x = jnp.concatenate([skips[i - 1], x], axis=-1)
       features = self.out_channels if i == 1 else level_channels(self.ngf, i - 1)
       rate = self.dropout_rate if FIRST_DROPOUT_DEPTH <= i < depth else 0.0
-      x = Up(features, self.norm, outermost=i == 1, dropout_rate=rate,
-             noise=1 < i <= 1 + self.noise_layers, conv_transpose_impl=self.conv_transpose_impl,
-             upsample=self.upsample, dtype=self.dtype, matmul_max_size=self.matmul_max_size,
-             name=f"up_{i}")(x, train, dropout)
+      x = Up(features, self.norm, outermost=i == 1, dropout_rate=rate, upsample=self.upsample,
+             dtype=self.dtype, kernels=self.kernels, name=f"up_{i}")(x, train, dropout)
     return x.astype(jnp.float32)

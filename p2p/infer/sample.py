@@ -1,6 +1,5 @@
-"""Inference: load a trained generator, translate batches, translate images of any size by tiles.
+"""Sampling a trained generator: batches (`sample`) and images of any size, by tiles.
 
-    gen = p2p.load("runs/rf70")                # newest checkpoint (or step=N)
     photos = p2p.sample(gen, maps_uint8)       # NHWC, any batch size -> same dtype convention
     photo = p2p.translate_image(gen, big_map_uint8)  # HxWx3 of any size -> HxWx3
 
@@ -18,22 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from p2p import parallel
-from p2p.checkpoint import Checkpointer
-from p2p.config import train_config
+from p2p.data.images import to_uint8
 from p2p.data.transforms import tile_starts
-from p2p.images import to_uint8
 from p2p.models import UNetGenerator
-from p2p.state import abstract_state, build_networks, generator_params
 
 NORM_MODES = ("batch", "nodropout", "running")
 
@@ -49,34 +42,7 @@ class Generator:
   step: int = 0
   data_dir: str = ""  # the dataset the run trained on (evaluation's default)
   ema: bool = False  # variables hold the run's averaged weights (optim.ema_decay > 0)
-
-
-def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) -> Generator:
-  """The generator of a run folder's newest checkpoint (or of `step`).
-
-  A run trained with optim.ema_decay > 0 gives its averaged weights unless ema=False.
-  """
-  ckpt = Checkpointer(workdir)
-  try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise FileNotFoundError(f"{ckpt.directory} holds no checkpoint; train first "
-                              f"(python -m p2p.main --config=... --workdir={workdir}).")
-    if step is not None and step not in steps:
-      raise FileNotFoundError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
-                              f"{sorted(steps)}.")
-    step = max(steps) if step is None else step
-    config = train_config(ckpt.read_config(step))
-    nets = build_networks(config, steps_per_epoch=1)
-    one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
-    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size), one_device)
-    state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
-  finally:
-    ckpt.close()
-  ema = ema and state.g_ema is not None
-  variables = {"params": generator_params(state, ema), "batch_stats": state.g.batch_stats}
-  return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
-                   int(state.step), config.data.data_dir, ema)
+  preprocess: str = "patches"  # how training cut its inputs (evaluation's default protocol)
 
 
 def _as_float(batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
@@ -170,18 +136,3 @@ def translate_image(gen: Generator, image: np.ndarray, *, overlap: int | None = 
     weight[top:top + size, left:left + size] += window
   result = np.clip(np.rint(total / weight), 0, 255).astype(np.uint8)
   return result[:height, :width]
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-  """Any PIL-readable image (RGB, RGBA, L, P, ...) as H x W x 3 uint8; transparency on white."""
-  from PIL import Image, UnidentifiedImageError
-  try:
-    with Image.open(path) as image:
-      image.load()
-      if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-      return np.asarray(image.convert("RGB"))
-  except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-    raise ValueError(f"{Path(path)} is not a readable image ({e}); pass a JPEG or PNG.") from None

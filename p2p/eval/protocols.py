@@ -129,7 +129,7 @@ def predict(gen: Any, examples: Examples, *, norm: str, seed: int) -> np.ndarray
 
 def score(fake: np.ndarray, examples: Examples, fid: FidScorer | None) -> dict[str, Any]:
   """Per-example metrics and their summaries (+ FID/KID against the targets)."""
-  from p2p.metrics import compute_metrics, summarize
+  from p2p.eval.metrics import compute_metrics, summarize
   per_image: dict[str, np.ndarray] = {}
   for start in range(0, len(fake), 64 * examples.group):  # bounded memory, whole groups
     chunk = compute_metrics(_unit(fake[start:start + 64 * examples.group]),
@@ -152,12 +152,12 @@ class FidScorer:
   """FID and KID of image sets against one protocol's real targets (features computed once)."""
 
   def __init__(self, params: Any, targets: np.ndarray):
-    from p2p.fid import fid_features
+    from p2p.eval.fid import fid_features
     self.params = params
     self.real = fid_features(params, targets)
 
   def __call__(self, fake: np.ndarray) -> dict[str, Any]:
-    from p2p.fid import fid_features, frechet_distance, kernel_inception_distance
+    from p2p.eval.fid import fid_features, frechet_distance, kernel_inception_distance
     if (fake == fake[:1]).all():  # a constant baseline: one image's features, repeated
       feats = np.repeat(fid_features(self.params, fake[:1]), len(fake), axis=0)
     else:
@@ -171,7 +171,7 @@ class FidScorer:
 
 def load_fid(spec: str) -> Any:
   """FID network parameters: '' = find the installed weights, 'random:SEED' = plumbing tests."""
-  from p2p import fid
+  from p2p.eval import fid
   if spec.startswith("random:"):
     logging.warning("FID with RANDOM weights (%s): the numbers are meaningless.", spec)
     return fid.random_fid_params(int(spec.split(":", 1)[1]))

