@@ -10,7 +10,3 @@ def field(default: Any, doc: str) -> Any:
   """A dataclass field with a default and its meaning (listed in docs/training.md)."""
   return dataclasses.field(default=default, metadata={"doc": doc})
 
-
-def doc(cls: type, name: str) -> str:
-  """The meaning of a dataclass field declared with `field` ('' if it has none)."""
-  return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
