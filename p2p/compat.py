@@ -56,6 +56,8 @@ def upgrade(saved: dict[str, Any], resume: bool = False, where: str = "the run")
     if _has(config, old):
       _set(config, new, _pop(config, old))
   _check_architecture(config, where)
+  if _has(config, "model.noise_layers"):  # 0 (checked above): no noise inputs, nothing to keep
+    _pop(config, "model.noise_layers")
   in_use = []
   for name, inert in REMOVED_TRAINING.items():
     if not _has(config, name):
@@ -79,14 +81,13 @@ def upgrade(saved: dict[str, Any], resume: bool = False, where: str = "the run")
 
 
 def _check_architecture(config: dict, where: str) -> None:
+  """Raises RemovedOption if the run's generator used a layer that no longer exists."""
   for name, kept in REMOVED_ARCHITECTURE.items():
     if _has(config, name) and _get(config, name) not in kept:
       raise RemovedOption(
           f"{where} was trained with {name}={_get(config, name)!r}, a generator layer "
           f"{REMOVED_NOTE}; this version cannot rebuild that generator (use a p2p checkout "
           f"from before the removal to run it).")
-  if _has(config, "model.noise_layers"):
-    _pop(config, "model.noise_layers")
 
 
 def _has(config: dict, dotted: str) -> bool:

@@ -289,9 +289,9 @@ def finish(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """The ConfigDict of a config file, `path.py` or `path.py:arg`, as --config=spec would give."""
   path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location(f"p2p_config_{Path(path).stem}", path)
-  if module_spec is None or not Path(path).is_file():
+  if not Path(path).is_file():
     raise ConfigError(f"Config file {path} not found.")
+  module_spec = importlib.util.spec_from_file_location(f"p2p_config_{Path(path).stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()

@@ -96,9 +96,7 @@ def main(argv: list[str]) -> None:
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
           "n_pairs": len(pairs.names), "image_size": gen.image_size, "protocols": protocols,
-          "norm": _NORM.value,
-          "ema": gen.ema,
-          "seed": _SEED.value,
+          "norm": _NORM.value, "ema": gen.ema, "seed": _SEED.value,
           "fid_weights": _FID_WEIGHTS.value or ("found" if fid_params is not None else "off")}
   summary = report.write_all(out, results, meta, gallery_size=_GALLERY.value)
   if _JSON.value:

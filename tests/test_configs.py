@@ -32,7 +32,7 @@ def module(name: str):
 
 
 def load(name: str, arg: str | None = None):
-  return module(name).get_config(arg) if arg else module(name).get_config()
+  return base.load_config_file(f"{ROOT / 'configs' / name}.py{':' + arg if arg else ''}")
 
 
 @pytest.fixture(scope="module")

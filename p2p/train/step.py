@@ -103,14 +103,14 @@ def generator_update(nets: Networks, optim: OptimConfig, g: NetState, g_vjp: Cal
   The loss is differentiated only in the fake; g_vjp carries that into G's parameters. Returns
   G's new state, D's BatchNorm statistics after this pass, and G's metrics.
   """
-  real_feats = ()
-  if optim.fm_weight > 0:  # the real pair's D features (statistics of this pass not kept)
+  use_fm, real_feats = optim.fm_weight > 0, ()
+  if use_fm:  # the real pair's D features (statistics of this pass not kept)
     _, _, real_feats = _apply_d(nets, d.params, d.batch_stats, _d_input(nets, x, y), True)
 
   def loss_fn(fake):
     logits, stats, fake_feats = _apply_d(nets, d.params, d.batch_stats,
-                                         _d_input(nets, x, fake), optim.fm_weight > 0)
-    fm = feature_matching_loss(fake_feats, real_feats) if optim.fm_weight > 0 else None
+                                         _d_input(nets, x, fake), use_fm)
+    fm = feature_matching_loss(fake_feats, real_feats) if use_fm else None
     loss, metrics = generator_loss(logits, fake, y, l1_weight=optim.l1_weight,
                                    gan_weight=optim.gan_weight, mode=optim.gan_mode,
                                    feature_matching=fm, fm_weight=optim.fm_weight)
