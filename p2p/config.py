@@ -14,7 +14,8 @@ from typing import Any
 
 import ml_collections
 
-from p2p.data.folder import DIRECTIONS
+from p2p.data.folder import DIRECTIONS, orient
+from p2p.data.layouts import LAYOUTS, VAL_SOURCES
 from p2p.data.transforms import PATCH_LAYOUTS
 from p2p.fields import field
 from p2p.models import NORMS, RECEPTIVE_FIELDS, UPSAMPLES, coarsest_size, min_input_size
@@ -36,12 +37,26 @@ class ConfigError(ValueError):
 class DataConfig:
   """Where the pairs come from and how they become model inputs."""
 
-  data_dir: str = field("data/maps", "folder with train/ and val/ side-by-side pairs "
-                        "(`python -m p2p.data.download --out data/maps` puts the maps there)")
+  data_dir: str = field("data/maps", "dataset folder (docs/data.md: layouts; `p2p-inspect DIR` "
+                        "checks one; `python -m p2p.data.download --out data/maps` fetches the maps)")
+  layout: str = field("auto", "auto | side_by_side (<split>/*: A left, B right) | folders "
+                      "(<split>/A, <split>/B, matched by stem) | explicit (a_dir, b_dir)")
+  a_dir: str = field("", "explicit layout: A folder under data_dir, '{split}' = train/val")
+  b_dir: str = field("", "explicit layout: B folder under data_dir, '{split}' = train/val")
+  direction: str = field("BtoA", "BtoA | AtoB; aliases map_to_satellite (= BtoA on the maps, "
+                         "whose A is the photo) | satellite_to_map")
+  a_channels: int = field(0, "A's channels; 0 = from the data (set 1 or 3 to convert RGB/gray)")
+  b_channels: int = field(0, "B's channels; 0 = from the data")
+  a_dtype: str = field("", "A's sample type (recorded from the data: uint8, uint16, float32...)")
+  b_dtype: str = field("", "B's sample type (recorded from the data)")
+  a_range: tuple = field((), "(lo, hi) of A's values, scaled to [-1, 1]; () = the dtype's "
+                         "(uint16: 0..65535; floats: 0..1)")
+  b_range: tuple = field((), "(lo, hi) of B's values; () = the dtype's range")
+  val_source: str = field("auto", "auto (val/ if present, else holdout) | folder | holdout")
+  val_fraction: float = field(0.05, "holdout: share of train pairs held out for val, by a hash "
+                              "of the file stem")
   source: str = field("folder", "folder | tfds (a prepared pix2pix_maps TFDS dataset)")
   tfds_data_dir: str = field("", "TFDS data_dir of pix2pix_maps, for source=tfds")
-  direction: str = field("map_to_satellite", "map_to_satellite (input = right half) | "
-                         "satellite_to_map")
   preprocess: str = field("patches", "patches (native-scale tiles) | resize (the whole half, "
                           "the paper's setting)")
   patch_size: int = field(256, "px, side of a native-scale tile")
@@ -64,6 +79,19 @@ class DataConfig:
 
   def __post_init__(self):
     _choice("data.direction", self.direction, DIRECTIONS)
+    _choice("data.layout", self.layout, LAYOUTS)
+    _choice("data.val_source", self.val_source, VAL_SOURCES)
+    for side in ("a", "b"):
+      given = getattr(self, f"{side}_range")
+      if given and (len(given) != 2 or not float(given[0]) < float(given[1])):
+        raise ConfigError(f"data.{side}_range={given!r} must be () or (lo, hi) with lo < hi.")
+      if getattr(self, f"{side}_channels") < 0:
+        raise ConfigError(f"data.{side}_channels must be >= 0 (0 = from the data).")
+    if not 0.0 <= self.val_fraction < 1.0:
+      raise ConfigError(f"data.val_fraction={self.val_fraction} must be in [0, 1).")
+    if self.layout == "explicit" and not (self.a_dir and self.b_dir):
+      raise ConfigError("data.layout='explicit' needs data.a_dir and data.b_dir (folders under "
+                        "data.data_dir; '{split}' stands for train/val).")
     _choice("data.preprocess", self.preprocess, PREPROCESS)
     _choice("data.patch_layout", self.patch_layout, PATCH_LAYOUTS)
     _choice("data.source", self.source, SOURCES)
@@ -79,6 +107,10 @@ class DataConfig:
     if self.source == "tfds" and not self.tfds_data_dir:
       raise ConfigError("data.source='tfds' needs data.tfds_data_dir (where "
                         "`python -m p2p.data.tfds_maps` prepared pix2pix_maps).")
+
+  def model_channels(self) -> tuple[int, int]:
+    """(input, output) channels of the networks: the data's, by direction (3 if unrecorded)."""
+    return orient(self.a_channels or 3, self.b_channels or 3, self.direction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +266,8 @@ def to_dataclass(cls: type, values: ml_collections.ConfigDict | dict, prefix: st
                       f"fields: {sorted(fields)} (docs/training.md lists them all).")
   for name, value in values.items():
     default = fields[name].default
+    if isinstance(default, tuple) and isinstance(value, list):  # a tuple read back from JSON
+      values[name] = value = tuple(value)
     if (default is not dataclasses.MISSING and value is not None
         and not isinstance(value, type(default))
         and not (isinstance(default, float) and isinstance(value, int))):

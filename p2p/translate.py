@@ -1,8 +1,12 @@
 """p2p-translate --workdir=RUN --input=MAP.png --output=PHOTO.png: maps of any size (python -m p2p.translate).
 
---input is one image or a folder of them (JPEG or PNG, any mode: RGB, RGBA, L, P); --output is
-a file (one input) or a folder (written as <name>.png). Images larger than the model size are
-translated in overlapping tiles blended without seams; smaller ones are padded.
+Reads .jpg .jpeg .png (8/16-bit) .tif .tiff (N bands, GeoTIFF) .npy in their own channels and
+dtype; RGB(A) -> gray, gray -> RGB and RGBA -> RGB are converted to the model's input channels.
+Writes the target's channels and bit depth: PNG when it holds them, else TIFF (GeoTIFF inputs:
+TIFF with the input's georeferencing); --format or --output's suffix choose another.
+--input is one image or a folder of them; --output is a file (one input) or a folder (written as
+<stem><suffix>). Images larger than the model size are translated in overlapping tiles blended
+without seams; smaller ones are padded.
 """
 
 from __future__ import annotations
@@ -11,11 +15,16 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 
 from p2p import cli
+from p2p.data.errors import DataError
+from p2p.data.folder import adapt_channels, split_pair
+from p2p.data.io import (SUFFIXES, default_suffix, is_image, read_geotags, read_image,
+                         write_image)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FORMATS = ("auto", "png", "tif", "npy")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with checkpoints (p2p.main's).")
 _INPUT = flags.DEFINE_string("input", None, "A map image, or a folder of them.")
@@ -28,23 +37,51 @@ _OVERLAP = flags.DEFINE_integer("overlap", None, "Tile overlap in px; default: h
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed for dropout (batch norm mode).")
 _PAIR = flags.DEFINE_bool("pair", False, "Inputs are side-by-side pix2pix pairs: translate the "
                           "half the run's direction takes as input.")
+_FORMAT = flags.DEFINE_enum("format", "auto", list(FORMATS), "Output format unless --output "
+                            "names a file; auto: PNG when it holds the target, else TIFF "
+                            "(GeoTIFF inputs: TIFF).")
 flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
-def plan(source: Path, output: Path) -> list[tuple[Path, Path]]:
-  """(input, output) paths: one file to a file or folder, or a folder to a folder."""
+def plan(source: Path, output: Path) -> list[tuple[Path, Path, bool]]:
+  """(input, output, named): a named output is the user's file; others get <stem><suffix>."""
   if not source.exists():
     raise FileNotFoundError(f"--input={source} does not exist.")
   if source.is_dir():
-    inputs = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    inputs = sorted(p for p in source.iterdir() if p.is_file() and is_image(p))
     if not inputs:
-      raise FileNotFoundError(f"--input={source} holds no .jpg/.jpeg/.png images.")
-    if output.suffix.lower() in IMAGE_SUFFIXES:
+      raise FileNotFoundError(f"--input={source} holds no {'/'.join(SUFFIXES)} images.")
+    if output.suffix.lower() in SUFFIXES:
       raise ValueError(f"--output={output} must be a folder when --input is a folder.")
-    return [(p, output / f"{p.stem}.png") for p in inputs]
-  if output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES:
-    return [(source, output / f"{source.stem}.png")]
-  return [(source, output)]
+    return [(p, output / p.stem, False) for p in inputs]
+  if output.is_dir() or output.suffix.lower() not in SUFFIXES:
+    return [(source, output / source.stem, False)]
+  return [(source, output, True)]
+
+
+def output_suffix(channels: int, dtype: str, fmt: str, georeferenced: bool) -> str:
+  """--format's suffix, else TIFF for a georeferenced input, else the target's own format."""
+  if fmt != "auto":
+    return f".{fmt}"
+  return ".tif" if georeferenced else default_suffix(channels, dtype)
+
+
+def check_format(output: Path, fmt: str) -> None:
+  """A ValueError when --format names another format than a named --output's suffix."""
+  suffix = {".tiff": ".tif"}.get(output.suffix.lower(), output.suffix.lower())
+  if fmt != "auto" and suffix != f".{fmt}":
+    raise ValueError(f"--format={fmt} contradicts --output={output}; drop --format or change "
+                     f"the suffix.")
+
+
+def model_input(image: np.ndarray, channels: int, source: Path) -> np.ndarray:
+  """The image in the model's input channels, or a DataError naming the file."""
+  try:
+    return adapt_channels(image, channels, source, "channels")
+  except DataError:
+    raise DataError(f"{source} has {image.shape[-1]} channel(s) but this run's model takes "
+                    f"{channels}; p2p converts only RGB(A) -> 1, 1 -> 3 and RGBA -> 3. Convert "
+                    f"the file, or use a run trained on such images.") from None
 
 
 def main(argv: list[str]) -> None:
@@ -53,36 +90,42 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.quiet_library_logs()
   import jax
-  import numpy as np
-  from PIL import Image
 
   import p2p
-  from p2p.data.folder import split_pair
-  from p2p.data.images import load_image
   try:
     jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
+    if jobs[0][2]:
+      check_format(jobs[0][1], _FORMAT.value)
     gen = p2p.load(_WORKDIR.value, _STEP.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   failed = []
-  for i, (source, target) in enumerate(jobs):
+  for i, (source, target, is_named) in enumerate(jobs):
     try:
-      image = load_image(source)
+      image = read_image(source)
       if _PAIR.value:
         if image.shape[1] != 2 * image.shape[0]:
           raise ValueError(f"{source} is {image.shape[1]}x{image.shape[0]}, not a side-by-side "
                            f"pair (width = 2 x height); drop --pair to translate it whole.")
-        image = np.ascontiguousarray(split_pair(image, gen.direction)[0])
+        image = np.ascontiguousarray(split_pair(image, gen.data.direction)[0])
+      image = model_input(image, gen.channels[0], source)
       out = p2p.translate_image(gen, image, overlap=_OVERLAP.value, norm=_NORM.value,
-                          rng=jax.random.PRNGKey(_SEED.value + i))
-    except ValueError as e:
+                                rng=jax.random.PRNGKey(_SEED.value + i))
+      geotags = () if _PAIR.value else read_geotags(source)
+      if not is_named:
+        suffix = output_suffix(out.shape[-1], out.dtype.name, _FORMAT.value, bool(geotags))
+        target = target.with_name(target.name + suffix)
+      if geotags and target.suffix.lower() not in (".tif", ".tiff"):
+        logging.warning("%s is georeferenced but %s is not a TIFF: the georeferencing is "
+                        "dropped (write .tif to keep it).", source, target)
+        geotags = ()
+      write_image(target, out, geotags=geotags)
+    except (ValueError, OSError) as e:
       logging.error("%s", e)
       failed.append(source)
       continue
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(out).save(target, **({"quality": 95} if target.suffix.lower() != ".png"
-                                         else {}))
-    print(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]})")
+    print(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]}, {out.shape[-1]} x "
+          f"{out.dtype.name})")
   if failed:
     sys.exit(f"error: {len(failed)} of {len(jobs)} inputs could not be translated: "
              f"{', '.join(str(p) for p in failed)}")

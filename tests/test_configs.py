@@ -97,7 +97,7 @@ def test_seed_settings():
   assert (rf70.batch_size, rf70.num_epochs, rf70.model.receptive_field) == (1, 200, 70)
   assert (rf70.data.preprocess, rf70.data.patch_layout) == ("patches", "grid")
   assert (rf70.optim.l1_weight, rf70.model.dropout_rate, rf70.data.load_size) == (100, 0.5, 286)
-  assert rf70.data.direction == "map_to_satellite"
+  assert rf70.data.direction == "BtoA"  # the maps' B (right half) is the map: map -> satellite
   assert train_config(load("rf286_patches")).model.receptive_field == 286
   assert train_config(load("rf70_resize")).num_epochs == 400
   assert train_config(load("rf16_resize")).model.receptive_field == 16

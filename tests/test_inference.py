@@ -32,7 +32,8 @@ def maps_batch(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def test_load_newest_or_given_step(run, gen):
-  assert (gen.step, gen.image_size, gen.direction) == (8, 32, "map_to_satellite")
+  assert (gen.step, gen.image_size, gen.data.direction) == (8, 32, "BtoA")
+  assert (gen.channels, gen.ranges, gen.output_dtype) == ((3, 3), ((0, 255), (0, 255)), "uint8")
   assert p2p.load(run, step=4).step == 4
   with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 5.*\[4, 8\]"):
     p2p.load(run, step=5)

@@ -100,9 +100,9 @@ def test_eval_patches_cover_each_half_exactly(dataset):
   assert [len(b["input"]) for b in batches] == [4] * 6 + [3]  # 27 patches, last batch short
   patches = np.concatenate([b["target"] for b in batches])[:9]
   canvas = np.zeros((80, 80, 3), np.float32)
-  for (top, left), patch in zip(split.boxes, patches):
+  for (_, top, left), patch in zip(split.regions, patches):
     canvas[top:top + 32, left:left + 32] = patch
-  photo = split.source[0]["pair"][:, :80]  # map_to_satellite: target = photo (left half)
+  photo = split.source[0]["a"]  # map_to_satellite: target = photo (A, the left half)
   np.testing.assert_array_equal(canvas, photo.astype(np.float32) / 127.5 - 1)
 
 
@@ -165,13 +165,26 @@ def test_bad_inputs_raise_named_errors(tmp_path, dataset):
 
 
 def test_mixed_sizes_in_patches_mode(tmp_path):
+  """Each image gives its own cover of patches: 80 px halves 3 x 3, a 40 px half 2 x 2."""
   root = make_dataset(tmp_path, {"train": 2}, height=80)
   make_dataset(tmp_path / "small", {"train": 1}, height=40)
   (tmp_path / "small" / "train" / "1.jpg").rename(root / "train" / "3.jpg")
   cfg = _cfg(root, jitter=False)
-  ds = eval_dataset(cfg, make_split(cfg, "train"), batch_size=1)
-  with pytest.raises(DataError, match="3.jpg has 40px halves"):
-    list(ds)
+  split = make_split(cfg, "train")
+  assert split.num_examples == 9 + 9 + 4
+  assert split.regions[-4:].tolist() == [[2, 0, 0], [2, 0, 8], [2, 8, 0], [2, 8, 8]]
+  batches = list(eval_dataset(cfg, split, batch_size=1))
+  assert len(batches) == 22 and batches[-1]["input"].shape == (1, 32, 32, 3)
+
+
+def test_multi_process_shards_of_mixed_sizes_take_equal_steps(tmp_path):
+  root = make_dataset(tmp_path, {"train": 3}, height=80)
+  make_dataset(tmp_path / "small", {"train": 1}, height=40)
+  (tmp_path / "small" / "train" / "1.jpg").rename(root / "train" / "4.jpg")
+  cfg = _cfg(root)
+  counts = [make_split(cfg, "train", process_index=p, process_count=2).num_examples
+            for p in range(2)]
+  assert counts == [4 + 9, 4 + 9]  # process 1 has 9 + 4 regions; process 0 keeps as many
 
 
 def test_real_maps_pipeline(real_maps):

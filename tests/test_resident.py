@@ -111,3 +111,27 @@ def test_stacked_fetch_equals_single_fetches_and_state_resumes(dataset):
   assert c.step == 7
   with pytest.raises(ValueError, match="not a resident-data position"):
     c.set_state(b'{"iterations": 3}')
+
+
+def test_uint16_bands_match_the_grain_path(tmp_path):
+  """Any channels and bit depth: 1-band uint16 in, 4-band uint16 out, the host's values."""
+  from p2p.data.io import write_image
+  from p2p.data.pipeline import resolve
+  from p2p.data.values import to_unit
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    a = rng.integers(0, 65536, (40, 40, 1), dtype=np.uint16)
+    write_image(tmp_path / "train" / "A" / f"{i}.png", a)
+    write_image(tmp_path / "train" / "B" / f"{i}.tif", np.concatenate([a] * 4, axis=-1))
+  cfg, scan = resolve(_cfg(tmp_path, direction="AtoB", jitter=False, flip=False,
+                           val_source="holdout", val_fraction=0.0))
+  split = make_split(cfg, "train", scan=scan)
+  it = ResidentIterator(cfg, split, batch_size=2, seed=0, mesh=parallel.make_mesh())
+  read = region_reader(cfg, split)
+  indices, batch = it.indices(0, 1)[0], it.fetch(1)
+  assert batch["input"].shape == (2, 32, 32, 1) and batch["target"].shape == (2, 32, 32, 4)
+  for b, index in enumerate(indices):
+    element = read.map(int(index))
+    for key in ("input", "target"):
+      want = to_unit(resize(element[key], 32), (0, 65535))
+      np.testing.assert_allclose(np.asarray(batch[key][b]), want, atol=1e-6)

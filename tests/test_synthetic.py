@@ -10,6 +10,7 @@ from PIL import Image
 
 from p2p.data import synthetic
 from p2p.data.errors import DataError
+from p2p.config import DataConfig
 from p2p.data.folder import scan_split, split_pair
 
 SMALL = 128
@@ -51,7 +52,7 @@ def test_default_size_format(tmp_path):
   for split in ("train", "val"):
     with Image.open(out / split / "1.jpg") as image:
       assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (1200, 600))
-  assert len(scan_split(out, "train")) == 1
+  assert len(scan_split(DataConfig(data_dir=str(out)), "train").pairs) == 1
 
 
 def test_counts_and_names(tmp_path):

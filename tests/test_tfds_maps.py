@@ -12,6 +12,7 @@ from conftest import make_dataset, write_pair
 from p2p.data import tfds_maps
 from p2p.data.errors import DataError
 from p2p.data.folder import FolderSource, list_images
+from p2p.data.layouts import PairFiles
 
 SIZES = {"train": 5, "val": 3, "test": 2}
 
@@ -43,14 +44,15 @@ def test_prepare_writes_array_record_splits(prepared):
 @pytest.mark.parametrize("split", sorted(SIZES))
 def test_source_matches_folder(prepared, split):
   manual_dir, data_dir = prepared
-  folder = FolderSource(list_images(manual_dir, split))
+  folder = FolderSource([PairFiles(p.name, str(p)) for p in list_images(manual_dir, split)])
   source = tfds_maps.TfdsSource(data_dir, split)
   assert len(source) == len(folder) == SIZES[split] + (split == "train")
   for index in range(len(source)):
     got, want = source[index], folder[index]
     assert got["name"] == want["name"] and isinstance(got["name"], str)
-    assert got["pair"].dtype == np.uint8 and got["pair"].shape == want["pair"].shape == (64, 128, 3)
-    np.testing.assert_array_equal(got["pair"], want["pair"])
+    for side in ("a", "b"):
+      assert got[side].dtype == np.uint8 and got[side].shape == want[side].shape == (64, 64, 3)
+      np.testing.assert_array_equal(got[side], want[side])
 
 
 def test_jpeg_bytes_are_stored_unchanged(prepared):
@@ -69,7 +71,7 @@ def test_source_pickles_and_reads_after_use(prepared):
   first = source[0]
   clone = pickle.loads(pickle.dumps(source))
   assert len(clone) == len(source)
-  np.testing.assert_array_equal(clone[0]["pair"], first["pair"])
+  np.testing.assert_array_equal(clone[0]["a"], first["a"])
   assert clone[0]["name"] == first["name"]
 
 
@@ -90,7 +92,7 @@ def test_bad_manual_dir_gives_folder_error(tmp_path):
   with pytest.raises(DataError, match="does not exist"):
     tfds_maps.prepare(tmp_path / "nowhere", tmp_path / "tfds")
   make_dataset(tmp_path / "half", {"train": 2})
-  with pytest.raises(DataError, match=r"Split folder .*val does not exist"):
+  with pytest.raises(DataError, match=r"val split pairs folder .*val does not exist"):
     tfds_maps.prepare(tmp_path / "half", tmp_path / "tfds")
   assert not (tmp_path / "tfds").exists()
 

@@ -62,7 +62,7 @@ def test_unreadable_files_are_named_and_the_rest_translated(tiny_run, inputs, tm
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "ok.png")
   result = translate(f"--workdir={tiny_run}", f"--input={folder}", f"--output={tmp_path / 'o'}")
   assert result.returncode != 0
-  assert "broken.png is not a readable image" in result.stderr
+  assert "broken.png is not a decodable image" in result.stderr
   assert "1 of 2 inputs could not be translated" in result.stderr
   assert "Traceback" not in result.stderr
   assert (tmp_path / "o" / "ok.png").exists()

@@ -1,4 +1,4 @@
-"""Image helpers: reading any image as RGB, uint8 conversion, sample grids."""
+"""Image helpers: reading any image as RGB, uint8 conversion, display of N bands, sample grids."""
 
 from __future__ import annotations
 
@@ -26,9 +26,19 @@ def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 4) -> np.ndarray:
   return out
 
 
+def display(image: np.ndarray) -> np.ndarray:
+  """H x W x C uint8 -> H x W x 3 to look at: gray repeated, the first three bands of more."""
+  channels = image.shape[-1]
+  if channels == 3:
+    return image
+  if channels in (1, 2):
+    return np.repeat(image[..., :1], 3, axis=-1)
+  return np.ascontiguousarray(image[..., :3])
+
+
 def triplets(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> np.ndarray:
   """A grid with one row per example: input | generated | target (floats in [-1, 1])."""
-  return grid([[to_uint8(a), to_uint8(b), to_uint8(c)]
+  return grid([[display(to_uint8(a)), display(to_uint8(b)), display(to_uint8(c))]
                for a, b, c in zip(inputs, generated, targets)])
 
 

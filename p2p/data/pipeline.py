@@ -11,33 +11,59 @@ import grain
 import numpy as np
 
 from p2p.config import DataConfig
-from p2p.data.folder import FolderSource, scan_split
-from p2p.data.transforms import Jitter, ReadRegion, Resize, patch_boxes
+from p2p.data.folder import FolderSource, Scan, describe, input_side, orient, scan_split
+from p2p.data.transforms import Jitter, ReadRegion, Resize, image_regions
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """One process's view of a split: its source, its images and the regions cut from each."""
+  """One process's view of a split: its source, its images and the regions cut from them."""
 
   source: Any
   image_indices: np.ndarray
-  boxes: tuple[tuple[int, int], ...]
+  regions: np.ndarray  # (position into image_indices, top, left); top = -1: the whole image
   region_size: int
 
   @property
   def num_examples(self) -> int:
     """Training examples (regions) this process sees per epoch."""
-    return len(self.image_indices) * max(len(self.boxes), 1)
+    return len(self.regions)
 
 
-def open_source(cfg: DataConfig, split: str) -> Any:
-  """The random-access source of a split: the folder reader (default) or the TFDS builder."""
+def open_source(cfg: DataConfig, split: str, scan: Scan | None = None) -> tuple[Any, np.ndarray]:
+  """The random-access source of a split and each image's (height, width) per side."""
   if cfg.source == "tfds":
     from p2p.data.tfds_maps import TfdsSource
-    return TfdsSource(cfg.tfds_data_dir, split)
-  paths = scan_split(cfg.data_dir, split, skip_bad_files=cfg.skip_bad_files,
-                     verify=cfg.verify_images, num_threads=max(cfg.num_threads, 2))
-  return FolderSource(paths)
+    source = TfdsSource(cfg.tfds_data_dir, split)
+    half = source[0]["a"].shape[0]
+    return source, np.tile([half, half], (len(source), 1))
+  scan = scan_split(cfg, split) if scan is None else scan
+  return FolderSource(scan.pairs, cfg.a_channels, cfg.b_channels), scan.sizes
+
+
+def resolve(cfg: DataConfig) -> tuple[DataConfig, Scan | None]:
+  """The config with the data's layout, hold-out, channels, dtypes and ranges filled in (logged),
+  and the train split's scan (None for TFDS)."""
+  if cfg.source == "tfds":
+    return dataclasses.replace(cfg, layout="side_by_side", a_channels=3, b_channels=3,
+                               a_dtype="uint8", b_dtype="uint8", a_range=(0.0, 255.0),
+                               b_range=(0.0, 255.0)), None
+  scan = scan_split(cfg, "train")
+  cfg = dataclasses.replace(cfg, **describe(cfg, scan))
+  logging.info("Data: %s", summary(cfg, len(scan.pairs)))
+  return cfg, scan
+
+
+def summary(cfg: DataConfig, num_train: int) -> str:
+  """One line on a resolved dataset: layout, pairs, both sides and what the model sees."""
+  layout = cfg.layout + (f" (A: {cfg.a_dir}, B: {cfg.b_dir})" if cfg.layout == "explicit" else "")
+  sides = ", ".join(f"{s.upper()} {getattr(cfg, s + '_channels')} x "
+                    f"{getattr(cfg, s + '_dtype')} in {list(getattr(cfg, s + '_range'))}"
+                    for s in "ab")
+  val = ("val/ folder" if cfg.val_source == "folder" else
+         f"hold-out of {cfg.val_fraction:.0%} of train by file-stem hash")
+  return (f"{cfg.data_dir}, layout {layout}, {num_train} train pairs, val: {val}; {sides}; "
+          f"input = {input_side(cfg.direction).upper()} (direction {cfg.direction}).")
 
 
 def shard_indices(num_images: int, process_index: int = 0, process_count: int = 1,
@@ -55,22 +81,37 @@ def shard_indices(num_images: int, process_index: int = 0, process_count: int = 
   return np.arange(process_index, usable, process_count)
 
 
+def _regions(cfg: DataConfig, sizes: np.ndarray) -> np.ndarray:
+  return image_regions(sizes, cfg.patch_size, cfg.patch_layout, cfg.patch_stride,
+                       whole=cfg.preprocess == "resize")
+
+
 def make_split(cfg: DataConfig, split: str, *, process_index: int = 0, process_count: int = 1,
-               equal_shards: bool = True, source: Any = None) -> Split:
-  """Opens a split and works out this process's images and the regions cut from each."""
-  source = open_source(cfg, split) if source is None else source
+               equal_shards: bool = True, scan: Scan | None = None) -> Split:
+  """Opens a split and works out this process's images and the regions cut from each.
+
+  With equal_shards, images of different sizes can give processes different region counts;
+  every process then keeps the smallest count (each computes all counts from the same scan).
+  """
+  source, sizes = open_source(cfg, split, scan)
   indices = shard_indices(len(source), process_index, process_count, equal_shards)
-  if cfg.preprocess == "resize":
-    return Split(source, indices, (), 0)
-  half = source[int(indices[0])]["pair"].shape[0]
-  boxes = tuple(patch_boxes(half, cfg.patch_size, cfg.patch_layout, cfg.patch_stride))
-  return Split(source, indices, boxes, cfg.patch_size)
+  regions = _regions(cfg, sizes[indices])
+  if equal_shards and process_count > 1:
+    fewest = min(len(_regions(cfg, sizes[shard_indices(len(source), p, process_count)]))
+                 for p in range(process_count))
+    regions = regions[:fewest]
+  return Split(source, indices, regions, 0 if cfg.preprocess == "resize" else cfg.patch_size)
 
 
 def region_reader(cfg: DataConfig, split: Split) -> ReadRegion:
-  """Element index -> uint8 {'input', 'target'} region (a patch, or the whole half)."""
-  return ReadRegion(split.source, tuple(int(i) for i in split.image_indices), split.boxes,
+  """Element index -> native {'input', 'target'} region (a patch, or the whole image)."""
+  return ReadRegion(split.source, tuple(int(i) for i in split.image_indices), split.regions,
                     split.region_size, cfg.direction)
+
+
+def ranges(cfg: DataConfig) -> tuple[tuple, tuple]:
+  """(input, target) value ranges as configured; () = each image's dtype range."""
+  return orient(tuple(cfg.a_range), tuple(cfg.b_range), cfg.direction)
 
 
 def train_dataset(cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
@@ -81,14 +122,15 @@ def train_dataset(cfg: DataConfig, split: Split, *, batch_size: int, seed: int,
                      f"examples of this process; lower the batch size.")
   ds = grain.MapDataset.range(split.num_examples).shuffle(seed=seed).repeat(num_epochs)
   ds = ds.map(region_reader(cfg, split))
-  ds = ds.random_map(Jitter(cfg.load_size, cfg.image_size, cfg.flip, cfg.jitter), seed=seed)
+  ds = ds.random_map(Jitter(cfg.load_size, cfg.image_size, cfg.flip, cfg.jitter, ranges(cfg)),
+                     seed=seed)
   return ds.batch(batch_size, drop_remainder=True)
 
 
 def eval_dataset(cfg: DataConfig, split: Split, *, batch_size: int) -> grain.MapDataset:
   """One pass in file order, no jitter, no shuffle; the last batch may be short."""
   ds = grain.MapDataset.range(split.num_examples).map(region_reader(cfg, split))
-  return ds.map(Resize(cfg.image_size)).batch(batch_size, drop_remainder=False)
+  return ds.map(Resize(cfg.image_size, ranges(cfg))).batch(batch_size, drop_remainder=False)
 
 
 def leave_stop_signals_to_main(worker_index: int, worker_count: int) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from p2p import cli
 from p2p.config import ConfigError, DataConfig, data_config
 from p2p.data.errors import DataError
-from p2p.data.images import grid, to_uint8
+from p2p.data.images import display, grid, to_uint8
 from p2p.data.pipeline import eval_dataset, make_iterator, make_split, train_dataset
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. "
@@ -31,9 +31,9 @@ def preview_rows(cfg: DataConfig, count: int, seed: int) -> list[list]:
   rows = []
   for _ in range(count):
     t, v = next(train), next(val, None)
-    row = [to_uint8(t["input"][0]), to_uint8(t["target"][0])]
+    row = [display(to_uint8(t["input"][0])), display(to_uint8(t["target"][0]))]
     if v is not None:
-      row += [to_uint8(v["input"][0]), to_uint8(v["target"][0])]
+      row += [display(to_uint8(v["input"][0])), display(to_uint8(v["target"][0]))]
     rows.append(row)
   return rows
 

@@ -4,7 +4,7 @@ The Grain pipeline decodes a JPEG, resizes and jitters on the host for every exa
 epoch, then copies float32 batches to the device. On a GPU that host work, not the step, sets
 the pace. With data.resident, each training region is decoded, cut and resized to load_size
 once (the same PIL bicubic resize as the Grain path, so the pixels are identical), kept as uint8
-on the device, and each batch is gathered, randomly cropped, flipped and rescaled by one jitted
+(native samples: uint8, uint16, ...) on the device, and each batch is gathered, randomly cropped, flipped and rescaled by one jitted
 call. The data position is the step itself, so a checkpoint resumes it exactly.
 """
 
@@ -23,8 +23,9 @@ from jax import lax
 from jax.sharding import Mesh
 
 from p2p.config import ConfigError, DataConfig
-from p2p.data.pipeline import Split, region_reader
+from p2p.data.pipeline import Split, ranges, region_reader
 from p2p.data.transforms import rescale, resize
+from p2p.data.values import value_range
 from p2p.train import parallel
 
 JITTER_STREAM = 0x6A177E5  # folded into key(seed): the jitter's own random stream
@@ -32,24 +33,36 @@ RESCALE_TABLE = rescale(np.arange(256, dtype=np.uint8))  # uint8 -> float32 [-1,
 
 
 def decode_regions(cfg: DataConfig, split: Split) -> tuple[np.ndarray, np.ndarray]:
-  """Every training region of this process as (inputs, targets), N x L x L x 3 uint8.
+  """Every training region of this process as (inputs, targets), N x L x L x C native samples.
 
   L is data.load_size (jitter crops from it) or data.image_size (no jitter).
   """
   read = region_reader(cfg, split)
   size = cfg.load_size if cfg.jitter else cfg.image_size
-  count = read.regions_per_image  # example i of an image: its region i % count
-  inputs = np.empty((split.num_examples, size, size, 3), np.uint8)
-  targets = np.empty_like(inputs)
+  first = read.image_regions(0)[1][0]
+  inputs, targets = (np.empty((split.num_examples, size, size, first[k].shape[-1]),
+                              first[k].dtype) for k in ("input", "target"))
 
   def fill(position: int) -> None:  # one decode per image, however many regions it gives
-    for r, element in enumerate(read.image_regions(position)):
-      i = position * count + r
-      inputs[i], targets[i] = resize(element["input"], size), resize(element["target"], size)
+    rows, regions = read.image_regions(position)
+    for i, element in zip(rows, regions):
+      for key, out in (("input", inputs), ("target", targets)):
+        if element[key].shape[0] != element[key].shape[1]:
+          raise ConfigError("data.resident keeps square regions; these images are not square "
+                            "(use data.preprocess='patches' or data.resident=False).")
+        out[i] = resize(element[key], size)
 
   with concurrent.futures.ThreadPoolExecutor(max(cfg.num_threads, 1)) as pool:
     list(pool.map(fill, range(len(split.image_indices))))
   return inputs, targets
+
+
+def _to_unit(image: jax.Array, value_range: tuple[float, float]) -> jax.Array:
+  """As the host's scaling: 8-bit through the host's own float32 table, bit for bit."""
+  if image.dtype == jnp.uint8 and tuple(value_range) == (0.0, 255.0):
+    return jnp.asarray(RESCALE_TABLE)[image]
+  lo, hi = value_range
+  return jnp.clip((image.astype(jnp.float32) - lo) / ((hi - lo) / 2) - 1.0, -1.0, 1.0)
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -58,22 +71,22 @@ def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
 
 
 def _jitter_one(image_in: jax.Array, image_tg: jax.Array, key: jax.Array, size: int,
-                jitter: bool, flip: bool) -> tuple[jax.Array, jax.Array]:
-  """Aligned random crop and flip of one uint8 pair, rescaled to float32 [-1, 1]."""
+                jitter: bool, flip: bool, value_ranges: tuple) -> tuple[jax.Array, jax.Array]:
+  """Aligned random crop and flip of one native pair, scaled to float32 [-1, 1]."""
   crop_key, flip_key = jax.random.split(key)
   if jitter:
     top, left = jax.random.randint(crop_key, (2,), 0, image_in.shape[0] - size + 1)
-    image_in = lax.dynamic_slice(image_in, (top, left, 0), (size, size, 3))
-    image_tg = lax.dynamic_slice(image_tg, (top, left, 0), (size, size, 3))
+    image_in = lax.dynamic_slice(image_in, (top, left, 0), (size, size, image_in.shape[-1]))
+    image_tg = lax.dynamic_slice(image_tg, (top, left, 0), (size, size, image_tg.shape[-1]))
   if flip:
     flipped = jax.random.bernoulli(flip_key)
     image_in = jnp.where(flipped, image_in[:, ::-1], image_in)
     image_tg = jnp.where(flipped, image_tg[:, ::-1], image_tg)
-  table = jnp.asarray(RESCALE_TABLE)  # the host's float32 values, bit for bit
-  return table[image_in], table[image_tg]
+  return _to_unit(image_in, value_ranges[0]), _to_unit(image_tg, value_ranges[1])
 
 
-def make_gather(cfg: DataConfig, seed: int, mesh: Mesh, stacked: bool) -> Callable:
+def make_gather(cfg: DataConfig, seed: int, mesh: Mesh, stacked: bool,
+                value_ranges: tuple = ((0.0, 255.0), (0.0, 255.0))) -> Callable:
   """jit(inputs, targets, indices[K, B], steps[K]) -> the K x B (or B when not stacked) batch.
 
   Example j of step s draws its crop and flip from fold_in(fold_in(base, s), j), where base is
@@ -84,7 +97,8 @@ def make_gather(cfg: DataConfig, seed: int, mesh: Mesh, stacked: bool) -> Callab
   def gather(inputs, targets, indices, steps):
     keys = jax.vmap(lambda s: jax.vmap(lambda j: jax.random.fold_in(
         jax.random.fold_in(base, s), j))(jnp.arange(indices.shape[1])))(steps)
-    one = functools.partial(_jitter_one, size=cfg.image_size, flip=cfg.flip, jitter=cfg.jitter)
+    one = functools.partial(_jitter_one, size=cfg.image_size, flip=cfg.flip, jitter=cfg.jitter,
+                            value_ranges=value_ranges)
     flat_in, flat_tg = jax.vmap(one)(inputs[indices.reshape(-1)], targets[indices.reshape(-1)],
                                      keys.reshape(-1))
     shape = indices.shape if stacked else indices.shape[1:]
@@ -109,11 +123,13 @@ class ResidentIterator:
     self._targets = jax.device_put(targets, replicated)
     self.num_examples = split.num_examples
     self.steps_per_epoch = self.num_examples // batch_size
-    self._gather = {s: make_gather(cfg, seed, mesh, s) for s in (False, True)}
+    value_ranges = tuple(value_range(x.dtype, given)
+                         for x, given in zip((inputs, targets), ranges(cfg)))
+    self._gather = {s: make_gather(cfg, seed, mesh, s, value_ranges) for s in (False, True)}
     self.step = 0
     self._order: tuple[int, np.ndarray | None] = (-1, None)
-    logging.info("Resident data: %d examples, %.2f GiB of uint8 on each device.",
-                 self.num_examples, 2 * inputs.nbytes / 2 ** 30)
+    logging.info("Resident data: %d examples, %.2f GiB of %s on each device.",
+                 self.num_examples, (inputs.nbytes + targets.nbytes) / 2 ** 30, inputs.dtype)
 
   def indices(self, step: int, n: int) -> np.ndarray:
     """n x batch example indices of steps [step, step + n), all within one epoch."""

@@ -86,7 +86,7 @@ def dataset_dir(data_dir: str | os.PathLike) -> Path:
 
 
 class TfdsSource:
-  """Random-access grain source over a prepared split; yields {'pair', 'name'} like FolderSource."""
+  """Random-access grain source over a prepared split; yields {'a', 'b', 'name'} like FolderSource."""
 
   def __init__(self, data_dir: str | os.PathLike, split: str):
     self._data_dir = str(Path(data_dir).expanduser())
@@ -117,7 +117,9 @@ class TfdsSource:
   def __getitem__(self, index: int) -> dict:
     record = self._open()[index]
     name = _text(record["file_name"])
-    return {"pair": _decode_pair(_bytes(record["image"]), name), "name": name}
+    pair = _decode_pair(_bytes(record["image"]), name)
+    width = pair.shape[1] // 2
+    return {"a": pair[:, :width], "b": pair[:, width:], "name": name}
 
   def __getstate__(self) -> dict:
     # The ArrayRecord readers hold open files; workers reopen them lazily.

@@ -1,4 +1,4 @@
-"""Per-example transforms: patch layout, resize, aligned jitter and flip, rescale to [-1, 1]."""
+"""Per-example transforms: patch layout, resize, aligned jitter and flip, scaling to [-1, 1]."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from p2p.data.errors import DataError
-from p2p.data.folder import split_pair
+from p2p.data.folder import orient
+from p2p.data.values import to_unit, value_range
 
 PATCH_LAYOUTS = ("grid", "cover")
 
@@ -42,18 +43,53 @@ def tile_starts(extent: int, size: int, layout: str = "cover", stride: int = 0) 
   return starts
 
 
-def patch_boxes(half_size: int, size: int, layout: str = "cover",
+def patch_boxes(shape: int | Sequence[int], size: int, layout: str = "cover",
                 stride: int = 0) -> list[tuple[int, int]]:
-  """(top, left) of every patch of a square half, row by row."""
-  starts = tile_starts(half_size, size, layout, stride)
-  return [(top, left) for top in starts for left in starts]
+  """(top, left) of every patch of an image (height, width), or a square side, row by row."""
+  height, width = (shape, shape) if isinstance(shape, (int, np.integer)) else shape[:2]
+  lefts = tile_starts(width, size, layout, stride)
+  return [(top, left) for top in tile_starts(height, size, layout, stride) for left in lefts]
+
+
+def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Bicubic resize (as the PyTorch pix2pix) of H x W x C samples of any dtype, dtype kept.
+
+  8-bit RGB and gray go through PIL's 8-bit filter; other images are resized channel by channel
+  in float32, then rounded and clipped back to an integer dtype.
+  """
+  if image.shape[:2] == (height, width):
+    return image
+  if image.dtype == np.uint8 and image.shape[-1] in (1, 3):
+    mode_image = Image.fromarray(image if image.shape[-1] == 3 else image[..., 0])
+    out = np.asarray(mode_image.resize((width, height), Image.BICUBIC))
+    return out if out.ndim == 3 else out[..., None]
+  planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), "F")
+                       .resize((width, height), Image.BICUBIC)) for c in range(image.shape[-1])]
+  out = np.stack(planes, axis=-1)
+  if np.issubdtype(image.dtype, np.integer):
+    info = np.iinfo(image.dtype)
+    out = np.clip(np.rint(out), info.min, info.max)
+  return out.astype(image.dtype)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
-  """Bicubic resize of a uint8 HxWx3 image to size x size (as the PyTorch pix2pix)."""
-  if image.shape[0] == size and image.shape[1] == size:
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+  """Bicubic resize to size x size (a square image; the aspect of others is not kept)."""
+  return resize_to(image, size, size)
+
+
+def resize_short(image: np.ndarray, size: int) -> np.ndarray:
+  """Bicubic resize so that the shorter side is `size`, keeping the aspect."""
+  height, width = image.shape[:2]
+  if height == width:
+    return resize(image, size)
+  scale = size / min(height, width)
+  return resize_to(image, max(size, round(height * scale)), max(size, round(width * scale)))
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+  """The central size x size window."""
+  top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+  return image[top:top + size, left:left + size]
 
 
 def rescale(image: np.ndarray) -> np.ndarray:
@@ -73,81 +109,103 @@ def random_crop(input_: np.ndarray, target: np.ndarray, rng: np.random.Generator
 def aligned_jitter(input_: np.ndarray, target: np.ndarray, rng: np.random.Generator, *,
                    load_size: int, crop_size: int, flip: bool,
                    jitter: bool = True) -> tuple[np.ndarray, np.ndarray]:
-  """Resize both to load_size, cut the same random crop from both, flip both or neither."""
+  """Resize both (shorter side load_size), cut the same random crop, flip both or neither."""
   if jitter:
-    input_, target = resize(input_, load_size), resize(target, load_size)
+    input_, target = resize_short(input_, load_size), resize_short(target, load_size)
     input_, target = random_crop(input_, target, rng, crop_size)
   else:
-    input_, target = resize(input_, crop_size), resize(target, crop_size)
+    input_ = center_crop(resize_short(input_, crop_size), crop_size)
+    target = center_crop(resize_short(target, crop_size), crop_size)
   if flip and rng.random() < 0.5:
     input_, target = input_[:, ::-1], target[:, ::-1]
   return input_, target
 
 
+def image_regions(sizes: np.ndarray, size: int, layout: str = "cover", stride: int = 0,
+                  whole: bool = False) -> np.ndarray:
+  """(image, top, left) of every region, image by image; top = -1 for a whole image."""
+  if whole:
+    return np.stack([np.arange(len(sizes)), -np.ones(len(sizes), int),
+                     -np.ones(len(sizes), int)], axis=1).astype(np.int64)
+  rows, cache = [], {}
+  for i, shape in enumerate(sizes):
+    key = (int(shape[0]), int(shape[1]))
+    if key not in cache:
+      cache[key] = patch_boxes(key, size, layout, stride)
+    rows += [(i, top, left) for top, left in cache[key]]
+  return np.array(rows, np.int64).reshape(-1, 3)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReadRegion(grain.transforms.Map):
-  """Element index -> {'input', 'target'} uint8 region (a patch or a whole half) of one pair."""
+  """Element index -> {'input', 'target'} native region (a patch or a whole image) of one pair."""
 
-  source: Any                      # random-access: index -> {'pair', 'name'}
+  source: Any                      # random-access: index -> {'a', 'b', 'name'}
   image_indices: Sequence[int]     # this process's images, into source
-  boxes: Sequence[tuple[int, int]]  # (top, left) per region; empty = the whole half
-  region_size: int                 # patch size in pixels (ignored for whole halves)
+  regions: np.ndarray              # (position into image_indices, top, left); top -1 = whole
+  region_size: int                 # patch size in pixels (ignored for whole images)
   direction: str
 
-  @property
-  def regions_per_image(self) -> int:
-    """Elements each image gives per epoch."""
-    return max(len(self.boxes), 1)
-
   def map(self, index: int) -> dict[str, np.ndarray]:
-    count = self.regions_per_image
-    return self.image_regions(index // count, [index % count])[0]
+    position, top, left = (int(v) for v in self.regions[index])
+    return self._cut(self._read(position), [(top, left)])[0]
 
-  def image_regions(self, position: int,
-                    which: Sequence[int] | None = None) -> list[dict[str, np.ndarray]]:
-    """Regions `which` (default: all) of this process's position-th image, decoded once.
+  def _read(self, position: int) -> dict:
+    return self.source[int(self.image_indices[position])]
 
-    Without boxes, the one region is the whole half.
-    """
-    record = self.source[int(self.image_indices[position])]
-    input_, target = split_pair(record["pair"], self.direction)
-    if not self.boxes:
-      return [{"input": input_, "target": target}]
-    half = input_.shape[0]
-    boxes = self.boxes if which is None else [self.boxes[i] for i in which]
+  def _cut(self, record: dict, boxes: Sequence[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
+    input_, target = orient(record["a"], record["b"], self.direction)
     regions = []
     for top, left in boxes:
-      if top + self.region_size > half or left + self.region_size > half:
-        raise DataError(
-            f"{record['name']} has {half}px halves but the patch layout was computed for larger "
-            f"ones; in patches mode every pair of a split must have the same size "
-            f"(or use data.preprocess='resize').")
+      if top < 0:
+        regions.append({"input": input_, "target": target})
+        continue
+      if top + self.region_size > input_.shape[0] or left + self.region_size > input_.shape[1]:
+        raise DataError(f"{record['name']} is {input_.shape[1]}x{input_.shape[0]} px, smaller "
+                        f"than when the split was scanned; re-run with the files unchanged.")
       window = np.s_[top:top + self.region_size, left:left + self.region_size]
       regions.append({"input": input_[window], "target": target[window]})
     return regions
 
+  def image_regions(self, position: int) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """(element indices, regions) of this process's position-th image, decoded once."""
+    rows = np.flatnonzero(self.regions[:, 0] == position)
+    boxes = [(int(self.regions[r, 1]), int(self.regions[r, 2])) for r in rows]
+    return rows, self._cut(self._read(position), boxes)
+
 
 @dataclasses.dataclass(frozen=True)
 class Jitter(grain.transforms.RandomMap):
-  """Training augmentation: aligned resize + random crop + flip, then rescale to [-1, 1]."""
+  """Training augmentation: aligned resize + random crop + flip, then scale to [-1, 1]."""
 
   load_size: int
   crop_size: int
   flip: bool
   jitter: bool = True
+  ranges: tuple[Sequence[float], Sequence[float]] = ((), ())  # (input, target); () = dtype's
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     input_, target = element["input"], element["target"]
     input_, target = aligned_jitter(input_, target, rng, load_size=self.load_size,
                                     crop_size=self.crop_size, flip=self.flip, jitter=self.jitter)
-    return {"input": rescale(input_), "target": rescale(target)}
+    return {"input": _unit(input_, self.ranges[0]), "target": _unit(target, self.ranges[1])}
 
 
 @dataclasses.dataclass(frozen=True)
 class Resize(grain.transforms.Map):
-  """Evaluation: resize both to the model size, then rescale to [-1, 1]; no randomness."""
+  """Evaluation: shorter side to the model size, centre crop, scale to [-1, 1]; no randomness."""
 
   size: int
+  ranges: tuple[Sequence[float], Sequence[float]] = ((), ())  # (input, target); () = dtype's
 
   def map(self, element: dict) -> dict[str, np.ndarray]:
-    return {k: rescale(resize(element[k], self.size)) for k in ("input", "target")}
+    out = {}
+    for key, given in zip(("input", "target"), self.ranges):
+      image = center_crop(resize_short(element[key], self.size), self.size)
+      out[key] = _unit(image, given)
+    return out
+
+
+def _unit(image: np.ndarray, given: Sequence[float]) -> np.ndarray:
+  """Scaled to [-1, 1] and clipped there (bicubic resizing of floats can overshoot)."""
+  return np.clip(to_unit(image, value_range(image.dtype, given)), -1.0, 1.0)

@@ -33,12 +33,13 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
     config = train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
     nets = build_networks(config, steps_per_epoch=1)
     one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
-    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size), one_device)
+    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,
+                                                     config.data.model_channels()), one_device)
     state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
   finally:
     ckpt.close()
   ema = ema and state.g_ema is not None
   variables = {"params": generator_params(state, ema), "batch_stats": state.g.batch_stats}
   logging.info("Loaded %s at step %d%s.", workdir, int(state.step), " (EMA weights)" if ema else "")
-  return Generator(nets.generator, variables, config.data.image_size, config.data.direction,
-                   int(state.step), config.data.data_dir, ema, config.data.preprocess)
+  return Generator(nets.generator, variables, config.data.image_size, int(state.step), ema,
+                   config.data)

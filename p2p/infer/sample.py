@@ -1,7 +1,12 @@
 """Sampling a trained generator: batches (`sample`) and images of any size, by tiles.
 
     photos = p2p.sample(gen, maps_uint8)       # NHWC, any batch size -> same dtype convention
-    photo = p2p.translate_image(gen, big_map_uint8)  # HxWx3 of any size -> HxWx3
+    photo = p2p.translate_image(gen, big_map)  # H x W x C of any size and dtype -> the target's
+
+Values: integer inputs (uint8, uint16, ...) are scaled from the run's recorded input range and
+outputs returned in the target's dtype and range (exactly undoing training's scaling); float
+inputs to `sample` are taken as already in [-1, 1] and the output stays there.
+`translate_image` takes images as read from files, floats included, and returns the same kind.
 
 Normalization at inference (`norm`):
 - "batch" (default): BatchNorm uses each image's own statistics and dropout stays on, the
@@ -24,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from p2p.data.images import to_uint8
+from p2p.config import DataConfig
+from p2p.data.folder import orient
+from p2p.data.values import from_unit, to_unit, value_range
 from p2p.data.transforms import tile_starts
 from p2p.models import UNetGenerator
 
@@ -38,22 +45,38 @@ class Generator:
   module: UNetGenerator
   variables: dict[str, Any]  # {"params": ..., "batch_stats": ...}
   image_size: int
-  direction: str = "map_to_satellite"
   step: int = 0
-  data_dir: str = ""  # the dataset the run trained on (evaluation's default)
   ema: bool = False  # variables hold the run's averaged weights (optim.ema_decay > 0)
-  preprocess: str = "patches"  # how training cut its inputs (evaluation's default protocol)
+  data: DataConfig = DataConfig()  # the run's data section: layout, direction, channels, ranges
+
+  @property
+  def channels(self) -> tuple[int, int]:
+    """(input, output) channels."""
+    return self.data.model_channels()
+
+  @property
+  def ranges(self) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(input, output) value ranges: recorded by the run, or the 8-bit range of older runs."""
+    a, b = (tuple(r) or value_range(d or "uint8") for r, d in (
+        (self.data.a_range, self.data.a_dtype), (self.data.b_range, self.data.b_dtype)))
+    return orient(a, b, self.data.direction)
+
+  @property
+  def output_dtype(self) -> str:
+    """The target's sample type (uint8 for runs that did not record one)."""
+    return orient(self.data.a_dtype, self.data.b_dtype, self.data.direction)[1] or "uint8"
 
 
-def _as_float(batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
-  """NHWC uint8 [0, 255] or float [-1, 1] -> float32 [-1, 1], and whether it was uint8."""
-  batch = jnp.asarray(batch)
-  if batch.ndim != 4 or batch.shape[-1] != 3:
-    raise ValueError(f"sample() takes NHWC RGB batches; got shape {batch.shape}. Add a batch "
-                     f"axis with x[None] or convert to RGB.")
-  if batch.dtype == jnp.uint8:
-    return batch.astype(jnp.float32) / 127.5 - 1.0, True
-  return batch.astype(jnp.float32), False
+def _as_float(gen: Generator, batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
+  """NHWC integer samples or float [-1, 1] -> float32 [-1, 1], and whether it was integer."""
+  batch = np.asarray(batch) if not isinstance(batch, jax.Array) else batch
+  channels = gen.channels[0]
+  if batch.ndim != 4 or batch.shape[-1] != channels:
+    raise ValueError(f"sample() takes NHWC batches with {channels} channel(s) (this generator's "
+                     f"input); got shape {batch.shape}. Add a batch axis with x[None].")
+  if jnp.issubdtype(batch.dtype, jnp.integer):
+    return jnp.asarray(to_unit(np.asarray(batch), gen.ranges[0])), True
+  return jnp.asarray(batch, jnp.float32), False
 
 
 @functools.lru_cache(maxsize=16)
@@ -79,16 +102,16 @@ def _predict_fn(module: UNetGenerator, norm: str) -> Callable:
 
 def sample(gen: Generator, batch: np.ndarray | jax.Array, *, rng: jax.Array | None = None,
            norm: str = "batch", chunk: int = 16) -> np.ndarray:
-  """Satellite images for a batch of maps: uint8 in -> uint8 out, float [-1, 1] -> float32.
-
-  Image i uses the key fold_in(rng, i), so results do not depend on `chunk`.
+  """Targets for a batch of inputs: integers in -> the target's dtype out, float [-1, 1] ->
+  float32 [-1, 1]. Image i uses the key fold_in(rng, i), so results do not depend on `chunk`.
   """
-  x, was_uint8 = _as_float(batch)
+  x, was_int = _as_float(gen, batch)
   predict = _predict_fn(gen.module, norm)
   rng = jax.random.PRNGKey(0) if rng is None else rng
   outs = [predict(gen.variables, x[i:i + chunk], rng, i) for i in range(0, len(x), chunk)]
-  out = jnp.concatenate(outs) if outs else jnp.zeros_like(x)
-  return to_uint8(np.asarray(out)) if was_uint8 else np.asarray(out, np.float32)
+  out = np.asarray(jnp.concatenate(outs)) if outs else np.zeros(
+      (0, *x.shape[1:3], gen.channels[1]), np.float32)
+  return from_unit(out, gen.ranges[1], gen.output_dtype) if was_int else out.astype(np.float32)
 
 
 def blend_window(size: int, overlap: int) -> np.ndarray:
@@ -102,37 +125,47 @@ def blend_window(size: int, overlap: int) -> np.ndarray:
 
 
 def translate_image(gen: Generator, image: np.ndarray, *, overlap: int | None = None,
-              rng: jax.Array | None = None, norm: str = "batch", chunk: int = 16) -> np.ndarray:
-  """A whole map (H x W x 3 uint8, any size) -> its satellite image, tiled and blended.
+                    rng: jax.Array | None = None, norm: str = "batch",
+                    chunk: int = 16) -> np.ndarray:
+  """A whole input image (H x W x C as read from a file, any size and dtype) -> its target.
 
-  Smaller than the model size: reflect-padded, translated, cropped back. Larger: tiles of the
-  model size every (size - overlap) pixels (the last flush with the edge), each weighted by a
-  window that fades over the overlap, so seams blend away. Exactly the model size: one tile.
-  The default overlap, half the model size, makes the windows a 50%-overlapping triangle
+  The output has the target's channels, dtype and value range. Smaller than the model size:
+  reflect-padded, translated, cropped back. Larger: tiles of the model size every
+  (size - overlap) pixels (the last flush with the edge), each weighted by a window that fades
+  over the overlap and blended in [-1, 1], so seams blend away. Exactly the model size: one
+  tile. The default overlap, half the model size, makes the windows a 50%-overlapping triangle
   (Bartlett) cross-fade: measured on a model with per-tile statistics, pixel jumps across seam
   lines are then no larger than inside tiles, while a quarter overlap leaves them 1.7x larger.
   """
   image = np.asarray(image)
-  if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-    raise ValueError(f"translate_image() takes an H x W x 3 uint8 image; got {image.shape} "
-                     f"{image.dtype}.")
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] != gen.channels[0]:
+    raise ValueError(f"translate_image() takes an H x W x {gen.channels[0]} image (this "
+                     f"generator's input); got shape {image.shape}.")
+  trained_on = orient(gen.data.a_dtype, gen.data.b_dtype, gen.data.direction)[0]
+  if trained_on and image.dtype.name != trained_on:
+    raise ValueError(f"The image holds {image.dtype.name} samples but this run was trained on "
+                     f"{trained_on} inputs, so its values would be scaled wrongly; pass the same "
+                     f"kind of image (bit depth) as the training inputs.")
   size = gen.image_size
   overlap = size // 2 if overlap is None else overlap
   if not 0 <= overlap < size:
     raise ValueError(f"overlap={overlap} must be in [0, {size}) (the model size).")
   height, width = image.shape[:2]
-  padded = np.pad(image, ((0, max(size - height, 0)), (0, max(size - width, 0)), (0, 0)),
+  unit = to_unit(image, gen.ranges[0])
+  padded = np.pad(unit, ((0, max(size - height, 0)), (0, max(size - width, 0)), (0, 0)),
                   mode="reflect" if min(height, width) > 1 else "edge")
   tops = tile_starts(padded.shape[0], size, "cover", size - overlap)
   lefts = tile_starts(padded.shape[1], size, "cover", size - overlap)
   boxes = [(top, left) for top in tops for left in lefts]
   tiles = np.stack([padded[t:t + size, l:l + size] for t, l in boxes])
-  out = sample(gen, tiles, rng=rng, norm=norm, chunk=chunk).astype(np.float32)
+  out = sample(gen, tiles, rng=rng, norm=norm, chunk=chunk)
   window = blend_window(size, overlap if len(boxes) > 1 else 0)[..., None]
-  total = np.zeros(padded.shape, np.float32)
+  total = np.zeros((*padded.shape[:2], out.shape[-1]), np.float32)
   weight = np.zeros(padded.shape[:2] + (1,), np.float32)
   for (top, left), tile in zip(boxes, out):
     total[top:top + size, left:left + size] += window * tile
     weight[top:top + size, left:left + size] += window
-  result = np.clip(np.rint(total / weight), 0, 255).astype(np.uint8)
-  return result[:height, :width]
+  result = (total / weight)[:height, :width]
+  return from_unit(result, gen.ranges[1], gen.output_dtype)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from p2p import compat
 from p2p.config import ConfigError, TrainConfig
-from p2p.data.pipeline import make_iterator, make_split, train_dataset
+from p2p.data.pipeline import make_iterator, make_split, resolve, train_dataset
 from p2p.data.resident import ResidentIterator
 from p2p.train import distributed, hostmem, parallel
 from p2p.train.checkpoint import Checkpointer
@@ -122,8 +122,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   local_batch = config.batch_size // jax.process_count()
+  data, scan = resolve(config.data)  # the data's layout, channels and ranges, recorded
+  config = dataclasses.replace(config, data=data)
   split = make_split(config.data, "train", process_index=jax.process_index(),
-                     process_count=jax.process_count())
+                     process_count=jax.process_count(), scan=scan)
   schedule = _schedule(config, split.num_examples, local_batch)
   if config.data.resident:
     data_iter = ResidentIterator(config.data, split, batch_size=local_batch, seed=config.seed,
@@ -139,7 +141,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
     if latest is not None and latest >= schedule.total_steps:
       logging.info("%s already holds the final step %d; nothing to train.", workdir, latest)
       return RunResult(latest, schedule.reason(latest), workdir, latest, [])
-    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size),
+    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,
+                                                     config.data.model_channels()),
                                       parallel.replicated(mesh))  # fresh or restored
     step_fns = _compile_steps(config, nets, mesh, abstract)
     state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict, abstract)

@@ -89,7 +89,8 @@ class Validator:
       return
     x, y = self.examples["input"], self.examples["target"]
     gen = Generator(self.generator, {"params": generator_params(state),
-                                     "batch_stats": state.g.batch_stats}, x.shape[1])
+                                     "batch_stats": state.g.batch_stats}, x.shape[1],
+                    data=self.config.data)
     fake = sample(gen, x, rng=jax.random.PRNGKey(self.config.seed), chunk=VAL_CHUNK)  # paper mode
     l1 = float(np.abs(fake - y).mean())
     self.history.append((step, l1))

@@ -75,7 +75,7 @@ def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   model: ModelConfig = config.model
   dtype = jnp.dtype(config.compute_dtype)
   size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
-  generator = UNetGenerator(ngf=model.ngf, norm=model.g_norm or model.norm,
+  generator = UNetGenerator(ngf=model.ngf, out_channels=config.data.model_channels()[1], norm=model.g_norm or model.norm,
                             dropout_rate=model.dropout_rate,
                             num_downs=model.num_downs or resolve_num_downs(size, size),
                             upsample=model.upsample, dtype=dtype, kernels=config.kernels)
@@ -98,12 +98,14 @@ def _init_net(module: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
   return NetState(params, variables.get("batch_stats", {}), tx.init(params))
 
 
-def init_state(nets: Networks, rng: jax.Array, image_size: int) -> TrainState:
-  """A fresh TrainState (pure; jit it: eager init compiles every op on its own)."""
+def init_state(nets: Networks, rng: jax.Array, image_size: int,
+               channels: tuple[int, int] = (3, 3)) -> TrainState:
+  """A fresh TrainState for (input, output) channels (pure; jit it: eager init is slow)."""
   g_rng, d_rng, state_rng = jax.random.split(rng, 3)
-  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  x = jnp.zeros((1, image_size, image_size, channels[0]), jnp.float32)
+  y = jnp.zeros((1, image_size, image_size, channels[1]), jnp.float32)
   g = _init_net(nets.generator, nets.g_tx, g_rng, x)
-  d_x = jnp.concatenate([x, x], axis=-1) if nets.d_conditional else x
+  d_x = jnp.concatenate([x, y], axis=-1) if nets.d_conditional else y
   d = _init_net(nets.discriminator, nets.d_tx, d_rng, d_x)
   g_ema = jax.tree.map(jnp.copy, g.params) if nets.ema_decay else None
   return TrainState(step=jnp.zeros((), jnp.int32), rng=state_rng, g=g, d=d, g_ema=g_ema)
@@ -112,16 +114,18 @@ def init_state(nets: Networks, rng: jax.Array, image_size: int) -> TrainState:
 def create_train_state(nets: Networks, config: TrainConfig, mesh: jax.sharding.Mesh) -> TrainState:
   """A fresh state, initialised directly replicated on the mesh's devices."""
   repl = parallel.replicated(mesh)
-  init = jax.jit(functools.partial(init_state, image_size=config.data.image_size),
+  init = jax.jit(functools.partial(init_state, image_size=config.data.image_size,
+                                   channels=config.data.model_channels()),
                  static_argnums=(0,), out_shardings=repl)
   # An rbg key makes jit(init) compile in seconds (threefry kernels dominate it otherwise).
   state = init(nets, jax.random.key(config.seed, impl="rbg"))
   return state.replace(rng=jax.device_put(jax.random.PRNGKey(config.seed + 1), repl))
 
 
-def abstract_state(nets: Networks, image_size: int) -> TrainState:
+def abstract_state(nets: Networks, image_size: int,
+                   channels: tuple[int, int] = (3, 3)) -> TrainState:
   """Shapes and dtypes of create_train_state's TrainState, without computing one."""
-  abstract = jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size))
+  abstract = jax.eval_shape(lambda: init_state(nets, jax.random.key(0), image_size, channels))
   return abstract.replace(rng=jax.eval_shape(jax.random.PRNGKey, 0))  # a raw uint32 key
 
 

@@ -182,12 +182,16 @@ def abstract_batch(config: TrainConfig, mesh: jax.sharding.Mesh, steps: int = 1
                    ) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes, dtypes and shardings of the global batch one call of the step takes."""
   size = config.data.image_size
-  shape = (config.batch_size, size, size, 3)
   stacked = steps > 1
   sharding = parallel.batch_sharding(mesh, stacked=stacked)
-  spec = jax.ShapeDtypeStruct((steps, *shape) if stacked else shape, jnp.float32,
-                              sharding=sharding)
-  return {"input": spec, "target": spec}
+
+  def spec(channels: int) -> jax.ShapeDtypeStruct:
+    shape = (config.batch_size, size, size, channels)
+    return jax.ShapeDtypeStruct((steps, *shape) if stacked else shape, jnp.float32,
+                                sharding=sharding)
+
+  in_channels, out_channels = config.data.model_channels()
+  return {"input": spec(in_channels), "target": spec(out_channels)}
 
 
 def precompile(step: Callable, state: Any, config: TrainConfig, mesh: jax.sharding.Mesh,

@@ -1,0 +1,69 @@
+"""Sample values <-> the model's [-1, 1]: the dtype's range by default, or a range the user sets.
+
+    to_unit(x, (lo, hi)) = (x - lo) / ((hi - lo) / 2) - 1     (float32; uint8 0..255 gives
+                                                                 x / 127.5 - 1 bit for bit)
+    from_unit(y, (lo, hi), dtype) = (y + 1) (hi - lo) / 2 + lo, rounded and clipped for integers
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from p2p.data.errors import DataError
+
+FLOAT_RANGE = (0.0, 1.0)  # float images without data.a_range/b_range: reflectances in [0, 1]
+
+
+def default_range(dtype: str | np.dtype) -> tuple[float, float]:
+  """An integer dtype's full range (uint8: 0..255, uint16: 0..65535); floats: 0..1."""
+  dtype = np.dtype(dtype)
+  if np.issubdtype(dtype, np.integer):
+    info = np.iinfo(dtype)
+    return float(info.min), float(info.max)
+  return FLOAT_RANGE
+
+
+def value_range(dtype: str | np.dtype, given: Sequence[float] = ()) -> tuple[float, float]:
+  """The range a side's values are scaled from: `given` (data.a_range/b_range) or the default."""
+  if len(given) == 0:
+    return default_range(dtype)
+  lo, hi = (float(v) for v in given)
+  return lo, hi
+
+
+def to_unit(image: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
+  """Samples in value_range -> float32 in [-1, 1]."""
+  lo, hi = (float(v) for v in value_range)
+  return (np.asarray(image).astype(np.float32) - lo) / ((hi - lo) / 2) - 1.0
+
+
+def from_unit(image: np.ndarray, value_range: Sequence[float], dtype: str | np.dtype
+              ) -> np.ndarray:
+  """float [-1, 1] -> samples in value_range as `dtype` (integers rounded, both clipped)."""
+  lo, hi = (float(v) for v in value_range)
+  dtype = np.dtype(dtype)
+  if dtype == np.uint8 and (lo, hi) == (0.0, 255.0):  # the 8-bit path, exactly as before
+    from p2p.data.images import to_uint8
+    return to_uint8(image)
+  values = (np.asarray(image, np.float64) + 1.0) * ((hi - lo) / 2) + lo
+  if np.issubdtype(dtype, np.integer):
+    info = np.iinfo(dtype)
+    values = np.rint(values)
+    lo, hi = max(lo, info.min), min(hi, info.max)
+  return np.clip(values, lo, hi).astype(dtype)
+
+
+def check_values(image: np.ndarray, value_range: Sequence[float], path: object,
+                 field: str) -> None:
+  """DataError naming the file and the field when samples fall outside the range (or are NaN)."""
+  lo, hi = (float(v) for v in value_range)
+  low, high = float(np.min(image)), float(np.max(image))
+  if np.isnan(low) or np.isnan(high):
+    raise DataError(f"{path} holds NaN values; replace them (e.g. with the nodata value) or "
+                    f"remove the file.")
+  if low < lo or high > hi:
+    raise DataError(f"{path} has values in [{low:g}, {high:g}], outside the range [{lo:g}, "
+                    f"{hi:g}] they are scaled from; set {field}=({low:g}, {high:g}) (or the "
+                    f"sensor's range) so that they map into [-1, 1].")
