@@ -154,7 +154,8 @@ def check_pair(files: PairFiles, cfg: Any, min_size: int, verify: bool
       for image, path, side in ((a, files.a, "a"), (b, files.b or files.a, "b")):
         check_values(image, value_range(image.dtype, getattr(cfg, f"{side}_range")), path,
                      f"data.{side}_range")
-      size, sides = a.shape[:2], (Side(a.shape[-1], a.dtype.name), Side(b.shape[-1], b.dtype.name))
+      size = a.shape[:2]
+      sides = (Side(a.shape[-1], a.dtype.name), Side(b.shape[-1], b.dtype.name))
     else:
       infos = _side_infos(files)
       size = (infos[0].height, infos[0].width)
@@ -217,7 +218,8 @@ def scan_split(cfg: Any, split: str, *, verify: bool | None = None,
                     split)
   good = [(p, r) for p, r in zip(pairs, results) if not isinstance(r, DataError)]
   if not good:
-    raise DataError(f"Every pair of {cfg.data_dir} ({split}) is unreadable; nothing to train on.")
+    raise DataError(f"Every pair of {cfg.data_dir} ({split}) was skipped, so there is nothing "
+                    f"to train on; the first: {bad[0][1]}")
   sizes = np.array([r[0] for _, r in good], np.int64).reshape(-1, 2)
   return Scan([p for p, _ in good], sizes, a, b, layout, val_source)
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,6 +56,21 @@ def from_unit(image: np.ndarray, value_range: Sequence[float], dtype: str | np.d
   return np.clip(values, lo, hi).astype(dtype)
 
 
+def range_text(lo_hi: Sequence[float]) -> str:
+  """'(lo, hi)' for --config.data.x_range=: short decimals, rounded outward (within 0.1%)."""
+  def bound(value: float, up: bool) -> str:
+    if float(value).is_integer():
+      return str(int(value))
+    exact, rounding = decimal.Decimal(repr(float(value))), "ROUND_CEILING" if up else "ROUND_FLOOR"
+    for digits in range(1, 18):
+      step = decimal.Decimal(1).scaleb(exact.adjusted() - digits + 1)
+      text = format(exact.quantize(step, rounding).normalize(), "f")
+      if abs(float(text) - value) <= 1e-3 * abs(value):
+        return text
+    return repr(float(value))
+  return f"({bound(lo_hi[0], False)}, {bound(lo_hi[1], True)})"
+
+
 def check_values(image: np.ndarray, value_range: Sequence[float], path: object,
                  field: str) -> None:
   """DataError naming the file and the field when samples fall outside the range (or are NaN)."""
@@ -65,5 +81,6 @@ def check_values(image: np.ndarray, value_range: Sequence[float], path: object,
                     f"remove the file.")
   if low < lo or high > hi:
     raise DataError(f"{path} has values in [{low:g}, {high:g}], outside the range [{lo:g}, "
-                    f"{hi:g}] they are scaled from; set {field}=({low:g}, {high:g}) (or the "
-                    f"sensor's range) so that they map into [-1, 1].")
+                    f"{hi:g}] they are scaled from; set {field}={range_text((low, high))} or "
+                    f"the sensor's range (`p2p-inspect` finds the whole dataset's) so that they "
+                    f"map into [-1, 1].")
