@@ -160,3 +160,36 @@ def test_non_square_images_resize_keeps_the_aspect(tmp_path):
     assert np.all(np.diff(row) > 0)  # still a ramp: not squashed, not flipped
     seen.add(round(float(row[0]), 2))
   assert len(seen) > 1  # the crop moves along the long side
+
+
+def test_training_on_a_malformed_dataset_stops_with_one_line(tmp_path):
+  import subprocess
+  import sys
+  root = _write_folders(tmp_path / "data", ["a1", "both"], ["both", "b1"], a_dir="train/A",
+                        b_dir="train/B")
+  result = subprocess.run([sys.executable, "-m", "p2p.main", "--config=configs/demo.py:tiny",
+                           f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={root}"],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=__import__("pathlib").Path(__file__).parents[1])
+  assert result.returncode == 1
+  assert "error: " in result.stderr and "only in A (first 5: ['a1.png'])" in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_folders_shard_and_resume_like_the_maps(tmp_path):
+  root = _write_folders(tmp_path, [f"t{i}" for i in range(6)], a_dir="train/A",
+                        b_dir="train/B", size=(40, 72))
+  cfg = _cfg(root, val_source="holdout", val_fraction=0.0, verify_images=False)
+  shards = [make_split(cfg, "train", process_index=p, process_count=2) for p in range(2)]
+  assert [s.num_examples for s in shards] == [3 * 6] * 2  # 3 images x (2 x 3 patches) each
+  assert not set(shards[0].image_indices) & set(shards[1].image_indices)
+  ds = train_dataset(cfg, shards[0], batch_size=2, seed=0)
+  it = make_iterator(cfg, ds)
+  next(it)
+  state = it.get_state()
+  want = [next(it) for _ in range(3)]
+  again = make_iterator(cfg, ds)
+  again.set_state(state)
+  for x, y in zip(want, [next(again) for _ in range(3)]):
+    np.testing.assert_array_equal(x["input"], y["input"])
+    np.testing.assert_array_equal(x["target"], y["target"])
