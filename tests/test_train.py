@@ -1,6 +1,7 @@
 """The training loop: resume equals an uninterrupted run, preemption, checkpoints, writers."""
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -93,7 +94,7 @@ def test_run_writes_checkpoint_metrics_curve_and_samples(straight):
 
 
 @pytest.mark.slow
-def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
+def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path, caplog):
   config, straight_dir, _ = straight
   workdir = tmp_path / "run"
 
@@ -103,8 +104,10 @@ def test_sigterm_then_resume_equals_uninterrupted_run(straight, maps, tmp_path):
 
   first = train_and_evaluate(config, workdir, on_step=preempt, progress=False)
   assert (first.step, first.reason, first.last_checkpoint) == (2, "preempted", 2)
-  resumed = train_and_evaluate(config, workdir, progress=False)
+  with caplog.at_level(logging.WARNING):
+    resumed = train_and_evaluate(config, workdir, progress=False)
   assert (resumed.step, resumed.reason) == (4, "max_steps")
+  assert "changed since the checkpoint" not in caplog.text  # the recorded data fields agree
   want, want_data = final_params(config, straight_dir)
   got, got_data = final_params(config, workdir)
   assert got_data == want_data

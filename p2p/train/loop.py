@@ -282,6 +282,7 @@ def _warn_config_changes(saved: dict, current: dict, prefix: str = "") -> None:
   """Logs every field that differs between the checkpoint's config and this run's."""
   for key in sorted(set(saved) | set(current)):
     a, b = saved.get(key), current.get(key)
+    a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))  # JSON keeps tuples as lists
     if isinstance(a, dict) and isinstance(b, dict):
       _warn_config_changes(a, b, f"{prefix}{key}.")
     elif a != b:
