@@ -3,9 +3,12 @@
     p2p-evaluate --workdir=RUN [--data_dir=DIR] [--split=val] [--json=OUT] [--limit=N]
         [--protocol=patches,resize,full] [--baseline=mean_color,mean_photo,input]
 
-Protocol and image size default to how the run was trained. Writes metrics.json,
+Protocol and image size default to how the run was trained; the dataset is read as the run
+read it (layout, hold-out val, channels, dtypes, value ranges). Writes metrics.json,
 per_image.csv, samples_<protocol>.png and index.html (p2p/eval/protocols.py has the protocols
-and baselines, p2p/eval/metrics.py the metrics; docs/evaluation.md explains both).
+and baselines, p2p/eval/metrics.py the metrics; docs/evaluation.md explains both). FID/KID and
+the input baseline are skipped, with the reason in the report, where the data does not allow
+them.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags
 
 from p2p import cli
-from p2p.eval.protocols import (BASELINES, PROTOCOLS, evaluate, load_fid, load_pairs,
-                                training_means)
+from p2p.eval.protocols import (BASELINES, PROTOCOLS, check_fits, common_shape, evaluate,
+                                fid_note, load_fid, load_pairs, skip_reasons, training_means)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with checkpoints (p2p.main's).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder; default: the run's data_dir.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder; default: the run's data_dir "
+                                "(another folder: its layout and val split found anew).")
 _SPLIT = flags.DEFINE_string("split", "val", "Split to score.")
 _JSON = flags.DEFINE_string("json", None, "Also write the summary JSON here.")
 _OUT = flags.DEFINE_string("out", None, "Report folder; default: WORKDIR/eval, or "
@@ -60,6 +65,28 @@ def _checked_size(size: int, gen) -> int:
   return size
 
 
+def _other_folder(data: Any, data_dir: str) -> Any:
+  """The run's data section for another folder: its layout and val split found anew."""
+  layout = data.layout if data.layout == "explicit" else "auto"
+  return dataclasses.replace(data, data_dir=data_dir, layout=layout, val_source="auto")
+
+
+def _data_meta(gen: Any, pairs: Any, skipped: dict[str, str], fid: bool) -> dict[str, Any]:
+  """The report's record of the data (layout, hold-out, both sides) and of what was skipped."""
+  meta = {"layout": pairs.layout, "val_source": pairs.val_source}
+  for role, images, value_range in (("input", pairs.inputs, gen.ranges[0]),
+                                    ("target", pairs.targets, gen.ranges[1])):
+    meta[role] = {"channels": images[0].shape[-1], "dtype": images[0].dtype.name,
+                  "range": [float(v) for v in value_range]}
+  note = fid_note(pairs, gen.ranges[1]) if fid else None
+  baselines = {k: v for k, v in skipped.items() if k != "fid"}
+  for key, value in (("fid_skipped", skipped.get("fid")), ("fid_images", note),
+                     ("baselines_skipped", baselines)):
+    if value:
+      meta[key] = value
+  return meta
+
+
 def main(argv: list[str]) -> None:
   """Loads the run, scores every protocol, writes the report and prints the table."""
   if len(argv) > 1:
@@ -77,27 +104,35 @@ def main(argv: list[str]) -> None:
   from p2p.eval.fid import FidWeightsMissing
   try:
     gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
-    protocols = _PROTOCOL.value or [gen.preprocess]
+    protocols = _PROTOCOL.value or [gen.data.preprocess]
     if _IMAGE_SIZE.value:
       gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
-    data_dir = _DATA_DIR.value or gen.data_dir
-    pairs = load_pairs(data_dir, _SPLIT.value, gen.direction, _LIMIT.value)
-    means = (training_means(data_dir, gen.direction, pairs.targets.shape[1], _TRAIN_LIMIT.value)
+    data = gen.data if not _DATA_DIR.value else _other_folder(gen.data, _DATA_DIR.value)
+    pairs = load_pairs(data, _SPLIT.value, _LIMIT.value)
+    check_fits(gen, pairs)
+    skipped = skip_reasons(pairs, baselines, _FID.value)
+    baselines = [b for b in baselines if b not in skipped]
+    means = (training_means(data, common_shape(pairs.targets), _TRAIN_LIMIT.value)
              if {"mean_color", "mean_photo"} & set(baselines) else None)
-    fid_params = load_fid(_FID_WEIGHTS.value) if _FID.value else None
+    fid_params = load_fid(_FID_WEIGHTS.value) if _FID.value and "fid" not in skipped else None
   except FidWeightsMissing as e:
     sys.exit(f"error: {e} Or pass --nofid to skip FID and KID.")
   except (FileNotFoundError, ValueError, DataError) as e:
     sys.exit(f"error: {e}")
-  results = evaluate(gen, pairs, protocols=protocols, baselines=baselines, means=means,
-                     fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
+  try:
+    results = evaluate(gen, pairs, protocols=protocols, baselines=baselines, means=means,
+                       fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
+  except DataError as e:  # e.g. images smaller than the patches
+    sys.exit(f"error: {e}")
   out = Path(_OUT.value or Path(_WORKDIR.value) / (
       "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"))
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
-          "data_dir": str(Path(data_dir).resolve()), "split": _SPLIT.value,
+          "data_dir": str(Path(data.data_dir).resolve()), "split": _SPLIT.value,
           "n_pairs": len(pairs.names), "image_size": gen.image_size, "protocols": protocols,
           "norm": _NORM.value, "ema": gen.ema, "seed": _SEED.value,
-          "fid_weights": _FID_WEIGHTS.value or ("found" if fid_params is not None else "off")}
+          "fid_weights": ("skipped" if "fid" in skipped else _FID_WEIGHTS.value
+                          or ("found" if fid_params is not None else "off")),
+          **_data_meta(gen, pairs, skipped, fid_params is not None)}
   summary = report.write_all(out, results, meta, gallery_size=_GALLERY.value)
   if _JSON.value:
     report.write_json(Path(_JSON.value), summary)

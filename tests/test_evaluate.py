@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from p2p.config import DataConfig
 from p2p.eval.protocols import Pairs, baseline, load_pairs, make_examples, training_means
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,10 +161,11 @@ def hand_made_pairs(tmp_path: Path) -> Path:
 
 def test_baselines_by_hand(tmp_path):
   root = hand_made_pairs(tmp_path)
-  colour, photo = training_means(str(root), "map_to_satellite", 64)
+  data = DataConfig(data_dir=str(root), direction="map_to_satellite")
+  colour, photo = training_means(data, 64)
   np.testing.assert_allclose(colour, [20, 30, 40])
   assert photo.shape == (64, 64, 3)
-  pairs = load_pairs(str(root), "val", "map_to_satellite")
+  pairs = load_pairs(data, "val")
   examples = make_examples("patches", pairs, 32)
   assert examples.inputs.shape == (4, 32, 32, 3) and examples.group == 4
   assert (baseline("mean_color", examples, pairs, (colour, photo)) == [20, 30, 40]).all()

@@ -180,10 +180,11 @@ def test_mean_colour_baseline_near_published(real_maps):
   (a wrong max_val, units or normalisation batch) moves it further.
   """
   from p2p.data.folder import list_images, load_pair
+  from p2p.data.layouts import PairFiles
   from p2p.data.transforms import patch_boxes
-  photos = [load_pair(p)[:, :600] for p in list_images(real_maps, "train")[:50]]
+  photos = [load_pair(PairFiles(p.name, str(p)))[0] for p in list_images(real_maps, "train")[:50]]
   colour = np.mean([p.reshape(-1, 3).mean(0) for p in photos], axis=0) / 127.5 - 1
-  halves = [load_pair(p)[:, :600] for p in list_images(real_maps, "val")[:10]]
+  halves = [load_pair(PairFiles(p.name, str(p)))[0] for p in list_images(real_maps, "val")[:10]]
   real = np.stack([h[t:t + 256, l:l + 256] for h in halves
                    for t, l in patch_boxes(600, 256, "grid")]).astype(np.float32) / 127.5 - 1
   fake = np.broadcast_to(colour.astype(np.float32), real.shape)

@@ -1,8 +1,9 @@
 """Image-quality metrics: the seed project's definitions and standard ones beside them.
 
-All functions take `fake` and `real` as NHWC float arrays in [-1, 1] (RGB, any H, W >= 11 and any
-N) and return one value per image, shape (N,), float64. Every mean below is over the pixels (and
-channels) of one image.
+All functions take `fake` and `real` as NHWC float arrays in [-1, 1] (any channel count C: gray,
+RGB, RGBA, N bands; any H, W >= 11 and any N) and return one value per image, shape (N,),
+float64. Every mean below is over the pixels (and channels) of one image. Evaluators scale
+images of other bit depths to [-1, 1] by their value range first (p2p.data.values.to_unit).
 
 Seed definitions (the TensorFlow course project whose tables we compare against):
   seed/l1     mean |fake - real| in [-1, 1] units.
@@ -13,9 +14,9 @@ Seed definitions (the TensorFlow course project whose tables we compare against)
               C2 = (0.03 * 2)^2; the SSIM map averaged over positions and channels.
               (SSIM is not shift-invariant, so this is not the same number as ssim below.)
   seed/hp_l1  L1 between normalised high-pass images. For each image x, the high-pass image is
-              lap(x) = K * (x_R + x_G + x_B), a 3x3 Laplacian of the RGB sum, zero-padded to the
-              same size ('SAME', as tf.nn.conv2d), K the 8-neighbour kernel
-              [[1, 1, 1], [1, -8, 1], [1, 1, 1]]. Each image's lap is divided by
+              lap(x) = K * (x_R + x_G + x_B), a 3x3 Laplacian of the RGB sum (of all C channels
+              for other counts), zero-padded to the same size ('SAME', as tf.nn.conv2d), K the
+              8-neighbour kernel [[1, 1, 1], [1, -8, 1], [1, 1, 1]]. Each image's lap is divided by
               max |lap| over its normalisation batch + 1e-8, separately for fake and real, and
               seed/hp_l1 = mean |lap_n(fake) - lap_n(real)| over the H x W map. The normalisation
               batch is a group of consecutive images (`group`; default the whole input); the
@@ -156,8 +157,8 @@ def _seed_l1(fake: jax.Array, real: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("group", "kernel", "padding", "absolute"))
 def _seed_hp_l1(fake: jax.Array, real: jax.Array, group: int, kernel: str, padding: str,
                 absolute: bool) -> jax.Array:
-  def normalised(x_NxHxWx3):
-    lap_NxHxWx1 = _laplacian(x_NxHxWx3.sum(-1, keepdims=True), kernel, padding)
+  def normalised(x_NxHxWxC):
+    lap_NxHxWx1 = _laplacian(x_NxHxWxC.sum(-1, keepdims=True), kernel, padding)
     if absolute:
       lap_NxHxWx1 = jnp.abs(lap_NxHxWx1)
     lap_GxKxHxW = lap_NxHxWx1[..., 0].reshape(-1, group, *lap_NxHxWx1.shape[1:3])

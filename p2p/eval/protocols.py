@@ -1,34 +1,44 @@
 """Scores a trained generator and no-learning baselines on a split (behind p2p.evaluate).
 
-Protocols: `patches` (the seed's): each half cut into non-overlapping tiles of the model size
-(4 per 600 px half at 256); `resize` (the seed's): whole halves resized to the model size;
-`full`: each whole map translated with tiled inference and compared with the whole photo.
-Baselines, scored the same way: `mean_color` (a constant image of the training photos' mean
-colour), `mean_photo` (their per-pixel mean), `input` (the map itself). Pixel metrics reward
-blur; the baselines show the floor. FID and KID use the standard FID Inception network.
+Protocols: `patches` (the seed's): each image cut into its own grid of non-overlapping tiles
+of the model size (4 per 600 px half at 256); `resize` (the seed's): each whole image resized
+(shorter side to the model size) and centre-cropped; `full`: each whole input translated with
+tiled inference and compared with the whole target. Images may differ in size: a split of
+one size is held as N x H x W x C arrays, a mixed one as lists. Baselines, scored the same
+way: `mean_color` (a constant image of the training targets' mean colour), `mean_photo`
+(their per-pixel mean), `input` (the input itself, when it has the target's channels and
+dtype). Pixel metrics reward blur; the baselines show the floor. Every metric compares the
+images scaled to [-1, 1] by the run's target range, so 16-bit data keeps its precision. FID
+and KID use the standard FID Inception network, so they score 3-channel targets only (of
+another dtype: their 8-bit quantisation).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
 PROTOCOLS = ("patches", "resize", "full")
 BASELINES = ("mean_color", "mean_photo", "input")
 MODEL = "model"
+CHUNK_IMAGES = 64  # images (of whole HP-L1 groups) per compute_metrics call: bounds memory
+Images = Union[np.ndarray, list]  # N x H x W x C when all share a size, else a list of H x W x C
 
 
 @dataclasses.dataclass(frozen=True)
 class Pairs:
-  """A split's (input, target) halves, uint8, in file order."""
+  """A split's (input, target) images in their native dtype, in file order."""
 
   names: list[str]
-  inputs: np.ndarray   # N x H x W x 3
-  targets: np.ndarray  # N x H x W x 3
+  inputs: Images
+  targets: Images
+  layout: str = ""      # the dataset layout they were read from
+  val_source: str = ""  # folder or holdout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,132 +46,269 @@ class Examples:
   """One protocol's evaluation set: what the model sees and what it is compared with."""
 
   protocol: str
-  names: list[str]       # "<file>" or "<file>#<patch>"
-  image_index: np.ndarray  # the pair each example comes from
-  inputs: np.ndarray     # N x h x w x 3 uint8
-  targets: np.ndarray    # N x h x w x 3 uint8
-  cut: Callable[[np.ndarray], np.ndarray]  # a full-size half -> this protocol's examples of it
-  group: int             # examples per seed HP-L1 normalisation batch
+  names: list[str]         # "<file>" or "<file>#<patch>"
+  image_index: np.ndarray  # the pair each example comes from (an image's examples adjacent)
+  inputs: Images           # native dtype
+  targets: Images
+  cut: Callable[[np.ndarray], list[np.ndarray]]  # one whole image -> its examples
+
+  @property
+  def group(self) -> int:
+    """Examples per image (the seed HP-L1's normalisation batch); 0 if the counts differ."""
+    counts = np.bincount(self.image_index)
+    return int(counts[0]) if len(counts) and (counts == counts[0]).all() else 0
 
 
-def load_pairs(data_dir: str, split: str, direction: str, limit: int = 0) -> Pairs:
-  """Decodes a split (the first `limit` pairs if > 0); every half must have the same size."""
-  from p2p.data.folder import load_pair, scan_split, split_pair
-  paths = scan_split(data_dir, split)
-  paths = paths[:limit] if limit > 0 else paths
-  halves = [split_pair(load_pair(p), direction) for p in paths]
-  sizes = {h[0].shape for h in halves}
-  if len(sizes) > 1:
-    from p2p.data.errors import DataError
-    raise DataError(f"{data_dir}/{split} mixes pair sizes {sorted(sizes)}; evaluation needs one "
-                    f"size per split (resize the files).")
-  return Pairs([p.name for p in paths], np.stack([h[0] for h in halves]),
-               np.stack([h[1] for h in halves]))
+def stack(images: Sequence[np.ndarray]) -> Images:
+  """One N x H x W x C array when every image has the same shape, else the list."""
+  images = list(images)
+  if images and len({im.shape for im in images}) == 1:
+    return np.stack(images)
+  return images
+
+
+def common_shape(images: Images) -> tuple[int, int]:
+  """The most frequent (height, width) of a set of images (the first of ties)."""
+  return collections.Counter(im.shape[:2] for im in images).most_common(1)[0][0]
+
+
+def load_pairs(data: Any, split: str, limit: int = 0) -> Pairs:
+  """Decodes a split of a run's data section (the first `limit` pairs if > 0), values checked."""
+  from p2p.data.folder import load_pair, orient, scan_split
+  from p2p.data.values import check_values, value_range
+  scan = scan_split(data, split, min_size=1)
+  files = scan.pairs[:limit] if limit > 0 else scan.pairs
+  inputs, targets = [], []
+  for f in files:
+    a, b = load_pair(f, data.a_channels, data.b_channels)
+    for image, path, side in ((a, f.a, "a"), (b, f.b or f.a, "b")):
+      check_values(image, value_range(image.dtype, getattr(data, f"{side}_range")), path,
+                   f"data.{side}_range")
+    x, y = orient(a, b, data.direction)
+    inputs.append(x)
+    targets.append(y)
+  return Pairs([f.name for f in files], stack(inputs), stack(targets), scan.layout.kind,
+               scan.val_source)
+
+
+def check_fits(gen: Any, pairs: Pairs) -> None:
+  """DataError unless the split's images have the channels the run was trained on."""
+  from p2p.data.errors import DataError
+  for role, images, want in (("input", pairs.inputs, gen.channels[0]),
+                             ("target", pairs.targets, gen.channels[1])):
+    have = images[0].shape[-1]
+    if have != want:
+      raise DataError(f"The {role} images of {pairs.names[0]} have {have} channel(s) but the "
+                      f"run was trained on {want}; pass the run's dataset (--data_dir) or set "
+                      f"its data.a_channels/b_channels.")
+
+
+def _cutter(protocol: str, size: int) -> Callable[[np.ndarray], list[np.ndarray]]:
+  """The function that turns one whole image into a protocol's examples of it."""
+  from p2p.data.transforms import center_crop, patch_boxes, resize_short
+  if protocol == "patches":
+    def cut(image: np.ndarray) -> list[np.ndarray]:
+      return [image[t:t + size, l:l + size] for t, l in patch_boxes(image.shape[:2], size, "grid")]
+  elif protocol == "resize":
+    def cut(image: np.ndarray) -> list[np.ndarray]:
+      return [center_crop(resize_short(image, size), size)]
+  elif protocol == "full":
+    def cut(image: np.ndarray) -> list[np.ndarray]:
+      return [image]
+  else:
+    raise ValueError(f"protocol={protocol!r} is not one of {PROTOCOLS}.")
+  return cut
 
 
 def make_examples(protocol: str, pairs: Pairs, size: int) -> Examples:
-  """Cuts or resizes the pairs as a protocol asks."""
-  from p2p.data.transforms import patch_boxes, resize
-  n, half = len(pairs.names), pairs.inputs.shape[1]
+  """Cuts or resizes the pairs as a protocol asks (each image by its own size)."""
+  cut = _cutter(protocol, size)
   if protocol == "patches":
-    boxes = patch_boxes(half, size, "grid")
-
-    def cut(images: np.ndarray) -> np.ndarray:
-      return np.stack([im[t:t + size, l:l + size] for im in images for t, l in boxes])
-
-    names = [f"{name}#{k}" for name in pairs.names for k in range(len(boxes))]
-    index, group = np.repeat(np.arange(n), len(boxes)), len(boxes)
-  elif protocol == "resize":
-    def cut(images: np.ndarray) -> np.ndarray:
-      return np.stack([resize(im, size) for im in images])
-
-    names, index, group = list(pairs.names), np.arange(n), 1
-  elif protocol == "full":
-    def cut(images: np.ndarray) -> np.ndarray:
-      return np.asarray(images)
-
-    names, index, group = list(pairs.names), np.arange(n), 1
-  else:
-    raise ValueError(f"protocol={protocol!r} is not one of {PROTOCOLS}.")
-  return Examples(protocol, names, index, cut(pairs.inputs), cut(pairs.targets), cut, group)
+    small = [n for n, im in zip(pairs.names, pairs.inputs) if min(im.shape[:2]) < size]
+    if small:
+      from p2p.data.errors import DataError
+      more = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+      raise DataError(f"{small[0]}{more} is smaller than the {size} px patches; score it with "
+                      f"--protocol=resize or full, or a smaller --image_size.")
+  if protocol == "full":  # the whole images, not copied
+    return Examples(protocol, list(pairs.names), np.arange(len(pairs.names)), pairs.inputs,
+                    pairs.targets, cut)
+  inputs = [cut(im) for im in pairs.inputs]
+  counts = [len(parts) for parts in inputs]
+  names = ([f"{name}#{k}" for name, n in zip(pairs.names, counts) for k in range(n)]
+           if protocol == "patches" else list(pairs.names))
+  return Examples(protocol, names, np.repeat(np.arange(len(counts)), counts),
+                  stack([e for parts in inputs for e in parts]),
+                  stack([e for im in pairs.targets for e in cut(im)]), cut)
 
 
-def training_means(data_dir: str, direction: str, size: int, limit: int = 0
+def training_means(data: Any, shape: int | tuple[int, int], limit: int = 0
                    ) -> tuple[np.ndarray, np.ndarray]:
-  """(mean colour (3,), per-pixel mean photo size x size x 3) of the training targets, in 0..255."""
-  from p2p.data.folder import load_pair, scan_split, split_pair
-  from p2p.data.transforms import resize
-  paths = scan_split(data_dir, "train", verify=False)
-  paths = paths[:limit] if limit > 0 else paths
-  total = np.zeros((size, size, 3), np.float64)
+  """(mean colour (C,), per-pixel mean H x W x C) of the training targets resized to `shape`,
+  in the targets' native units (float64)."""
+  from p2p.data.folder import load_pair, orient, scan_split
+  from p2p.data.transforms import resize_to
+  height, width = (shape, shape) if isinstance(shape, (int, np.integer)) else shape
+  files = scan_split(data, "train", verify=False, min_size=1).pairs
+  paths = files[:limit] if limit > 0 else files
+  total = None
   for path in paths:
-    total += resize(split_pair(load_pair(path), direction)[1], size)
+    target = orient(*load_pair(path, data.a_channels, data.b_channels), data.direction)[1]
+    image = resize_to(target, height, width).astype(np.float64)
+    total = image if total is None else total + image
   mean_photo = total / len(paths)
   return mean_photo.mean(axis=(0, 1)), mean_photo
 
 
+def as_dtype(values: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+  """Float values as samples of `dtype`: rounded and clipped for integers."""
+  dtype = np.dtype(dtype)
+  if np.issubdtype(dtype, np.integer):
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+  return np.asarray(values).astype(dtype)
+
+
+def skip_reasons(pairs: Pairs, baselines: Sequence[str], fid: bool) -> dict[str, str]:
+  """Why FID/KID ('fid') or a baseline cannot score this split; {} when everything can."""
+  reasons = {}
+  x, y = pairs.inputs[0], pairs.targets[0]
+  if fid and y.shape[-1] != 3:
+    reasons["fid"] = (f"FID/KID need 3-channel (RGB) targets; this run's target has "
+                      f"{y.shape[-1]} channel{'' if y.shape[-1] == 1 else 's'}")
+  if "input" in baselines and (x.shape[-1], x.dtype) != (y.shape[-1], y.dtype):
+    reasons["input"] = (f"the input baseline needs inputs like the targets; the input has "
+                        f"{x.shape[-1]} channel(s) of {x.dtype}, the target {y.shape[-1]} of "
+                        f"{y.dtype}")
+  return reasons
+
+
+def fid_note(pairs: Pairs, value_range: Sequence[float]) -> str | None:
+  """How FID sees targets that are not 8-bit (None when they are)."""
+  dtype = pairs.targets[0].dtype
+  if dtype == np.uint8 and tuple(value_range) == (0.0, 255.0):
+    return None
+  return (f"FID/KID scored the 8-bit quantisation of the [-1, 1] images (the FID network "
+          f"takes 8-bit RGB; the targets are {dtype.name} in [{value_range[0]:g}, "
+          f"{value_range[1]:g}])")
+
+
 def baseline(kind: str, examples: Examples, pairs: Pairs, means: tuple[np.ndarray, np.ndarray]
-             ) -> np.ndarray:
-  """A no-learning prediction for every example, uint8."""
+             ) -> Images:
+  """A no-learning prediction for every example, in the targets' dtype."""
   if kind == "input":
     return examples.inputs
   colour, photo = means
+  dtype = pairs.targets[0].dtype
   if kind == "mean_color":
-    return np.broadcast_to(np.rint(colour).astype(np.uint8), examples.targets.shape)
+    value = as_dtype(colour, dtype)
+    if isinstance(examples.targets, np.ndarray):
+      return np.broadcast_to(value, examples.targets.shape)
+    return [np.broadcast_to(value, t.shape) for t in examples.targets]
   if kind == "mean_photo":
-    whole = np.rint(photo).astype(np.uint8)[None]
-    per_image = examples.cut(whole)  # this protocol's cut of one mean photo
-    return per_image[np.arange(len(examples.names)) % len(per_image)]
+    from p2p.data.transforms import resize_to
+    whole, cuts = as_dtype(photo, dtype), {}
+    parts = []
+    for target in pairs.targets:  # this protocol's cut of the mean photo at each image's size
+      shape = target.shape[:2]
+      if shape not in cuts:
+        cuts[shape] = examples.cut(resize_to(whole, *shape))
+      parts += cuts[shape]
+    return stack(parts)
   raise ValueError(f"baseline={kind!r} is not one of {BASELINES}.")
 
 
-def predict(gen: Any, examples: Examples, *, norm: str, seed: int) -> np.ndarray:
-  """The model's output for every example: batched for tiles, tiled for whole maps."""
+def predict(gen: Any, examples: Examples, *, norm: str, seed: int) -> Images:
+  """The model's output for every example (target dtype): batched for tiles, tiled for whole
+  images."""
   import jax
 
   import p2p
+  from p2p.data.values import from_unit, to_unit
   rng = jax.random.PRNGKey(seed)
   if examples.protocol == "full":
-    return np.stack([p2p.translate_image(gen, x, norm=norm, rng=jax.random.fold_in(rng, i))
-                     for i, x in enumerate(examples.inputs)])
-  return p2p.sample(gen, examples.inputs, norm=norm, rng=rng)
+    return stack([p2p.translate_image(gen, x, norm=norm, rng=jax.random.fold_in(rng, i))
+                  for i, x in enumerate(examples.inputs)])
+  out = p2p.sample(gen, to_unit(examples.inputs, gen.ranges[0]), norm=norm, rng=rng)
+  return from_unit(out, gen.ranges[1], gen.output_dtype)
 
 
-def score(fake: np.ndarray, examples: Examples, fid: FidScorer | None) -> dict[str, Any]:
-  """Per-example metrics and their summaries (+ FID/KID against the targets)."""
-  from p2p.eval.metrics import compute_metrics, summarize
-  per_image: dict[str, np.ndarray] = {}
-  for start in range(0, len(fake), 64 * examples.group):  # bounded memory, whole groups
-    chunk = compute_metrics(_unit(fake[start:start + 64 * examples.group]),
-                            _unit(examples.targets[start:start + 64 * examples.group]),
-                            hp_group=examples.group)
-    for k, v in chunk.items():
-      per_image.setdefault(k, []).append(v)
-  per_image = {k: np.concatenate(v) for k, v in per_image.items()}
+def _take(images: Images, rows: np.ndarray) -> np.ndarray:
+  """The images at `rows` as one array (they share a shape)."""
+  if isinstance(images, np.ndarray):
+    return images[rows]
+  return np.stack([images[i] for i in rows])
+
+
+def _buckets(examples: Examples, shapes: Sequence[tuple]) -> list[tuple[np.ndarray, int]]:
+  """(rows, HP-L1 group) of examples that can be scored together: one shape, whole images."""
+  counts = np.bincount(examples.image_index)
+  keys = collections.defaultdict(list)
+  for row, (shape, image) in enumerate(zip(shapes, examples.image_index)):
+    keys[(shape, int(counts[image]))].append(row)
+  return [(np.array(rows), key[1]) for key, rows in keys.items()]
+
+
+def score(fake: Images, examples: Examples, fid: FidScorer | None,
+          value_range: Sequence[float] = (0.0, 255.0)) -> dict[str, Any]:
+  """Per-example metrics of native images scaled from value_range (+ FID/KID vs the targets)."""
+  from p2p.data.values import to_unit
+  from p2p.eval.metrics import METRIC_NAMES, compute_metrics, summarize
+  shapes = ([examples.targets.shape[1:]] * len(examples.names)
+            if isinstance(examples.targets, np.ndarray) else [t.shape for t in examples.targets])
+  per_image = {k: np.zeros(len(examples.names), np.float64) for k in METRIC_NAMES}
+  for rows, group in _buckets(examples, shapes):
+    for start in range(0, len(rows), CHUNK_IMAGES * group):  # bounded memory, whole groups
+      part = rows[start:start + CHUNK_IMAGES * group]
+      chunk = compute_metrics(to_unit(_take(fake, part), value_range),
+                              to_unit(_take(examples.targets, part), value_range), hp_group=group)
+      for k, v in chunk.items():
+        per_image[k][part] = v
   summary = {k: summarize(v) for k, v in per_image.items()}
   if fid is not None:
     summary.update(fid(fake))
   return {"per_image": per_image, "summary": summary}
 
 
-def _unit(images: np.ndarray) -> np.ndarray:
-  return np.asarray(images, np.float32) / 127.5 - 1.0
+def to_8bit(images: Images, value_range: Sequence[float]) -> Images:
+  """Native images as uint8: the 8-bit quantisation of their [-1, 1] scaling (8-bit as is)."""
+  from p2p.data.images import to_uint8
+  from p2p.data.values import to_unit
+  first = images[0] if len(images) else np.zeros((0,), np.uint8)
+  if first.dtype == np.uint8 and tuple(value_range) == (0.0, 255.0):
+    return images
+  return stack([to_uint8(to_unit(im, value_range)) for im in images])
 
 
 class FidScorer:
   """FID and KID of image sets against one protocol's real targets (features computed once)."""
 
-  def __init__(self, params: Any, targets: np.ndarray):
-    from p2p.eval.fid import fid_features
+  def __init__(self, params: Any, targets: Images, value_range: Sequence[float] = (0.0, 255.0)):
     self.params = params
-    self.real = fid_features(params, targets)
+    self.value_range = tuple(value_range)
+    self.real = self._features(targets)
 
-  def __call__(self, fake: np.ndarray) -> dict[str, Any]:
-    from p2p.eval.fid import fid_features, frechet_distance, kernel_inception_distance
-    if (fake == fake[:1]).all():  # a constant baseline: one image's features, repeated
-      feats = np.repeat(fid_features(self.params, fake[:1]), len(fake), axis=0)
-    else:
-      feats = fid_features(self.params, fake)
+  def _features(self, images: Images) -> np.ndarray:
+    """N x 2048 features in image order; images of one size are batched together."""
+    from p2p.eval.fid import fid_features
+    images = to_8bit(images, self.value_range)
+    if isinstance(images, np.ndarray):
+      if len(images) and (images == images[:1]).all():  # a constant baseline: one image, repeated
+        return np.repeat(fid_features(self.params, images[:1]), len(images), axis=0)
+      return fid_features(self.params, images)
+    by_shape = collections.defaultdict(list)
+    for i, image in enumerate(images):
+      by_shape[image.shape].append(i)
+    feats = None
+    for rows in by_shape.values():
+      part = fid_features(self.params, np.stack([images[i] for i in rows]))
+      feats = np.zeros((len(images), part.shape[1]), np.float32) if feats is None else feats
+      feats[rows] = part
+    return feats
+
+  def __call__(self, fake: Images) -> dict[str, Any]:
+    from p2p.eval.fid import frechet_distance, kernel_inception_distance
+    feats = self._features(fake)
     kid_mean, kid_std = kernel_inception_distance(feats, self.real)
     # 'svd' is exact and ~50x faster than sqrtm while the sets are smaller than 2048.
     method = "svd" if min(len(feats), len(self.real)) < feats.shape[1] else "sqrtm"
@@ -181,17 +328,28 @@ def load_fid(spec: str) -> Any:
 def evaluate(gen: Any, pairs: Pairs, *, protocols: Sequence[str], baselines: Sequence[str],
              means: tuple[np.ndarray, np.ndarray] | None, fid_params: Any = None,
              norm: str = "batch", seed: int = 0) -> dict[str, Any]:
-  """Scores the model and baselines under each protocol: {protocol: {source: result}}."""
+  """Scores the model and baselines under each protocol: {protocol: {source: result}}.
+
+  FID/KID and baselines that cannot score this split (skip_reasons) are left out.
+  """
+  skipped = skip_reasons(pairs, baselines, fid_params is not None)
+  fid_params = None if "fid" in skipped else fid_params
   results: dict[str, Any] = {}
   for protocol in protocols:
     examples = make_examples(protocol, pairs, gen.image_size)
-    fid = FidScorer(fid_params, examples.targets) if fid_params is not None else None
+    fid = (FidScorer(fid_params, examples.targets, gen.ranges[1]) if fid_params is not None
+           else None)
     sources = {MODEL: predict(gen, examples, norm=norm, seed=seed)}
     for kind in baselines:
-      sources[kind] = baseline(kind, examples, pairs, means)
-    results[protocol] = {"examples": examples,
-                         "sources": {name: {"images": images, **score(images, examples, fid)}
-                                     for name, images in sources.items()}}
+      if kind not in skipped:
+        sources[kind] = baseline(kind, examples, pairs, means)
+    results[protocol] = {
+        "examples": examples, "ranges": gen.ranges,
+        "sources": {name: {"images": images, **score(images, examples, fid, gen.ranges[1])}
+                    for name, images in sources.items()}}
     logging.info("Scored protocol %s: %d examples, %s.", protocol, len(examples.names),
                  ", ".join(sources))
+  for what, why in skipped.items():
+    logging.warning("Skipped %s: %s.", "FID/KID" if what == "fid" else f"the {what} baseline",
+                    why)
   return results

@@ -1,4 +1,8 @@
-"""Evaluation reports: a rich table, JSON summary, per-image CSV, sample grid, HTML gallery."""
+"""Evaluation reports: a rich table, JSON summary, per-image CSV, sample grid, HTML gallery.
+
+Images of any channel count and dtype are shown as 8-bit RGB: scaled from their value range to
+0..255, gray repeated, the first three bands of more (p2p.data.images.display).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,37 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2p.data.images import grid
+from p2p.data.images import display, grid, to_uint8
+from p2p.data.values import to_unit
 
 MODEL = "model"
 GALLERY_METRIC = "seed/l1"  # worst first = highest seed L1
 GRID_ROWS = 8
+EIGHT_BIT = (0.0, 255.0)
+
+
+def view(image: np.ndarray, value_range: tuple[float, float] = EIGHT_BIT) -> np.ndarray:
+  """One native image as H x W x 3 uint8 to look at (8-bit RGB as it is)."""
+  if not (image.dtype == np.uint8 and tuple(value_range) == EIGHT_BIT):
+    image = to_uint8(to_unit(image, value_range))
+  return display(image)
+
+
+def _padded(rows: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+  """The images padded with white to the largest height and width, for one grid."""
+  height = max(im.shape[0] for row in rows for im in row)
+  width = max(im.shape[1] for row in rows for im in row)
+  return [[np.pad(im, ((0, height - im.shape[0]), (0, width - im.shape[1]), (0, 0)),
+                  constant_values=255) for im in row] for row in rows]
+
+
+def notes(meta: dict[str, Any]) -> list[str]:
+  """What the report left out or scored differently, and why (from the meta)."""
+  out = [f"FID/KID skipped: {meta['fid_skipped']}."] if meta.get("fid_skipped") else []
+  out += [f"{meta['fid_images']}."] if meta.get("fid_images") else []
+  out += [f"Baseline {kind} skipped: {why}."
+          for kind, why in meta.get("baselines_skipped", {}).items()]
+  return out
 
 
 def summarize_results(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +101,10 @@ def write_csv(path: Path, results: dict[str, Any]) -> None:
 def write_grid(path: Path, result: dict[str, Any], rows: int = GRID_ROWS) -> None:
   """input | generated | target for the first `rows` examples, as one PNG."""
   ex, fake = result["examples"], result["sources"][MODEL]["images"]
-  Image.fromarray(grid([[ex.inputs[i], fake[i], ex.targets[i]]
-                        for i in range(min(rows, len(ex.names)))])).save(path)
+  source, target = result["ranges"]
+  cells = [[view(ex.inputs[i], source), view(fake[i], target), view(ex.targets[i], target)]
+           for i in range(min(rows, len(ex.names)))]
+  Image.fromarray(grid(_padded(cells))).save(path)
 
 
 def write_gallery(out: Path, results: dict[str, Any], summary: dict[str, Any],
@@ -81,6 +113,7 @@ def write_gallery(out: Path, results: dict[str, Any], summary: dict[str, Any],
   sections = []
   for protocol, result in results.items():
     ex, model = result["examples"], result["sources"][MODEL]
+    source, target = result["ranges"]
     values = model["per_image"]
     order = np.argsort(-values[GALLERY_METRIC], kind="stable")[:size]
     folder = out / "images" / protocol
@@ -88,10 +121,11 @@ def write_gallery(out: Path, results: dict[str, Any], summary: dict[str, Any],
     rows = []
     for rank, i in enumerate(order):
       cells = []
-      for role, image in (("input", ex.inputs[i]), ("generated", model["images"][i]),
-                          ("target", ex.targets[i])):
+      for role, image, value_range in (("input", ex.inputs[i], source),
+                                       ("generated", model["images"][i], target),
+                                       ("target", ex.targets[i], target)):
         name = f"{i:05d}_{role}.jpg"
-        Image.fromarray(image).save(folder / name, quality=90)
+        Image.fromarray(view(image, value_range)).save(folder / name, quality=90)
         cells.append(f'<td><img src="images/{protocol}/{name}" alt="{role}"></td>')
       metrics = "<br>".join(f"{html.escape(k)}: {_fmt(values[k][i])}" for k in sorted(values))
       rows.append(f"<tr><td>{rank + 1}. {html.escape(ex.names[i])}<br><small>{metrics}</small>"
@@ -101,11 +135,12 @@ def write_gallery(out: Path, results: dict[str, Any], summary: dict[str, Any],
         f"{html.escape(GALLERY_METRIC)} first)</h2>{_summary_html(summary['protocols'][protocol])}"
         f"<table class=g><tr><th>example</th><th>input</th><th>generated</th><th>target</th>"
         f"</tr>{''.join(rows)}</table>")
-  meta = html.escape(json.dumps(summary["meta"]))
+  meta = html.escape(json.dumps(_finite(summary["meta"])))
+  remarks = "".join(f"<p><b>{html.escape(note)}</b></p>" for note in notes(summary["meta"]))
   page = (f"<!doctype html><meta charset=utf-8><title>p2p evaluation</title><style>"
           f"body{{font-family:sans-serif}} img{{width:256px}} td{{vertical-align:top;"
           f"padding:4px}} table.s td,table.s th{{border:1px solid #ccc;padding:2px 6px}}"
-          f"</style><h1>p2p evaluation</h1><p><code>{meta}</code></p>{''.join(sections)}")
+          f"</style><h1>p2p evaluation</h1><p><code>{meta}</code></p>{remarks}{''.join(sections)}")
   path = out / "index.html"
   path.write_text(page)
   return path
@@ -165,6 +200,8 @@ def print_tables(summary: dict[str, Any]) -> None:
     for name, src in result["sources"].items():
       table.add_row(name, *(_cell(src, m, with_std=False) for m in metrics))
     console.print(table)
+  for note in notes(summary["meta"]):
+    console.print(f"Note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def write_all(out: Path, results: dict[str, Any], meta: dict[str, Any], *,
