@@ -5,6 +5,8 @@ import csv
 import html
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,13 +157,18 @@ def train_tiny(root: Path, workdir: Path, **data) -> Path:
 
 
 def run_evaluate(capsys, out: Path, **flag_values) -> tuple[dict, str]:
-  """p2p-evaluate's main in this process: (metrics.json, printed text)."""
-  from absl.testing import flagsaver
-
-  from p2p import evaluate
-  with flagsaver.flagsaver(out=str(out), **flag_values):
-    evaluate.main(["p2p-evaluate"])
-  return json.loads((out / "metrics.json").read_text()), capsys.readouterr().out
+  """p2p-evaluate as a user runs it (a process of its own): (metrics.json, printed text)."""
+  del capsys
+  args = [f"--out={out}"]
+  for name, value in flag_values.items():
+    if isinstance(value, bool):
+      args.append(f"--{'' if value else 'no'}{name}")
+    else:
+      args.append(f"--{name}={','.join(value) if isinstance(value, list) else value}")
+  result = subprocess.run([sys.executable, "-m", "p2p.evaluate", *args], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads((out / "metrics.json").read_text()), result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
