@@ -95,6 +95,11 @@ def make_split(cfg: DataConfig, split: str, *, process_index: int = 0, process_c
   """
   source, sizes = open_source(cfg, split, scan)
   indices = shard_indices(len(source), process_index, process_count, equal_shards)
+  # One decode in this thread before the reader threads start. Freeing its image here raises
+  # glibc's dynamic mmap threshold to an image's size, so the readers then reuse heap memory
+  # instead of mapping and faulting in fresh pages for every image (maps, 2 reader threads:
+  # ~170 -> ~270 img/s until the threshold rises on its own, ~800 images later).
+  source[int(indices[0])]
   regions = _regions(cfg, sizes[indices])
   if equal_shards and process_count > 1:
     fewest = min(len(_regions(cfg, sizes[shard_indices(len(source), p, process_count)]))

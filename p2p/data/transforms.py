@@ -208,4 +208,4 @@ class Resize(grain.transforms.Map):
 
 def _unit(image: np.ndarray, given: Sequence[float]) -> np.ndarray:
   """Scaled to [-1, 1] and clipped there (bicubic resizing of floats can overshoot)."""
-  return np.clip(to_unit(image, value_range(image.dtype, given)), -1.0, 1.0)
+  return to_unit(image, value_range(image.dtype, given), clip=True)

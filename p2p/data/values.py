@@ -34,10 +34,15 @@ def value_range(dtype: str | np.dtype, given: Sequence[float] = ()) -> tuple[flo
   return lo, hi
 
 
-def to_unit(image: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
-  """Samples in value_range -> float32 in [-1, 1]."""
+def to_unit(image: np.ndarray, value_range: Sequence[float], clip: bool = False) -> np.ndarray:
+  """Samples in value_range -> float32 in [-1, 1] (clipped there if asked), in one new array."""
   lo, hi = (float(v) for v in value_range)
-  return (np.asarray(image).astype(np.float32) - lo) / ((hi - lo) / 2) - 1.0
+  out = np.array(image, np.float32)  # the one allocation: the steps below work in place
+  if lo:
+    out -= lo
+  out /= (hi - lo) / 2
+  out -= 1.0
+  return np.clip(out, -1.0, 1.0, out=out) if clip else out
 
 
 def from_unit(image: np.ndarray, value_range: Sequence[float], dtype: str | np.dtype
