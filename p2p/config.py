@@ -38,7 +38,8 @@ class DataConfig:
   """Where the pairs come from and how they become model inputs."""
 
   data_dir: str = field("data/maps", "dataset folder (docs/data.md: layouts; `p2p-inspect DIR` "
-                        "checks one; `python -m p2p.data.download --out data/maps` fetches the maps)")
+                        "checks one; `python -m p2p.data.download --out data/maps` fetches "
+                        "the maps)")
   layout: str = field("auto", "auto | side_by_side (<split>/*: A left, B right) | folders "
                       "(<split>/A, <split>/B, matched by stem) | explicit (a_dir, b_dir)")
   a_dir: str = field("", "explicit layout: A folder under data_dir, '{split}' = train/val")

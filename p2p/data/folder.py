@@ -162,8 +162,9 @@ def check_pair(files: PairFiles, cfg: Any, min_size: int, verify: bool
       sides = tuple(Side(getattr(cfg, f"{s}_channels") or i.channels, i.dtype)
                     for s, i in zip("ab", infos))
     if min(size) < min_size:
-      raise DataError(f"{files.a} is {size[1]}x{size[0]} px (WxH per side), smaller than the {min_size} px crop. Remove the file, "
-                      f"set data.skip_bad_files=True, or lower data.patch_size/data.image_size.")
+      raise DataError(f"{files.a} is {size[1]}x{size[0]} px (WxH per side), smaller than the "
+                      f"{min_size} px crop. Remove the file, set data.skip_bad_files=True, or "
+                      f"lower data.patch_size/data.image_size.")
   except DataError as e:
     if "skip_bad_files" not in str(e):
       return DataError(f"{e} Or set data.skip_bad_files=True to skip such pairs.")

@@ -3,9 +3,10 @@
 The Grain pipeline decodes a JPEG, resizes and jitters on the host for every example of every
 epoch, then copies float32 batches to the device. On a GPU that host work, not the step, sets
 the pace. With data.resident, each training region is decoded, cut and resized to load_size
-once (the same PIL bicubic resize as the Grain path, so the pixels are identical), kept as uint8
-(native samples: uint8, uint16, ...) on the device, and each batch is gathered, randomly cropped, flipped and rescaled by one jitted
-call. The data position is the step itself, so a checkpoint resumes it exactly.
+once (the same PIL bicubic resize as the Grain path, so the pixels are identical), kept in its
+own sample type (uint8, uint16, ...) on the device, and each batch is gathered, randomly
+cropped, flipped and scaled by one jitted call. The data position is the step itself, so a
+checkpoint resumes it exactly.
 """
 
 from __future__ import annotations

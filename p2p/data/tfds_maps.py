@@ -86,7 +86,7 @@ def dataset_dir(data_dir: str | os.PathLike) -> Path:
 
 
 class TfdsSource:
-  """Random-access grain source over a prepared split; yields {'a', 'b', 'name'} like FolderSource."""
+  """Random-access grain source over a prepared split; yields {'a', 'b', 'name'}."""
 
   def __init__(self, data_dir: str | os.PathLike, split: str):
     self._data_dir = str(Path(data_dir).expanduser())
