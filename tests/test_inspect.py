@@ -217,3 +217,22 @@ def test_module_entry_point_exit_code(tmp_path):
   fails_like_training(run.stderr, root, root / "train" / "2.jpg")
   assert "Traceback" not in run.stdout + run.stderr
   assert f"bad pair 2.jpg: {root / 'train' / '2.jpg'}" in run.stdout
+
+
+def test_console_script(tmp_path):
+  script = Path(sys.executable).parent / "p2p-inspect"
+  if not script.exists():
+    pytest.skip("p2p-inspect is not installed beside this python (pip install -e .)")
+  root = write(tmp_path / "data", "folders", "png_gray16", {"train": 3})
+  result = subprocess.run([str(script), str(root), *SMALL], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert "layout folders" in result.stdout and "hold-out" in result.stdout
+
+
+def test_a_bad_val_split_warns_as_training_does(tmp_path, capsys):
+  root = write(tmp_path / "data", "folders", "png_gray16", {"train": 3, "val": 2})
+  (root / "val" / "A" / "1.png").write_bytes(b"")
+  code, found, out = inspect(tmp_path, capsys, root)
+  assert code == 0 and found["error"] is None  # training starts; it skips validation
+  assert "warning: No validation examples" in out and "1.png is empty" in found["warning"]

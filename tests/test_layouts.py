@@ -8,7 +8,7 @@ from conftest import make_dataset
 from p2p.config import DataConfig
 from p2p.data import DataError
 from p2p.data.io import write_image
-from p2p.data.layouts import detect, in_holdout
+from p2p.data.layouts import detect, holdout, in_holdout, stem_hash
 from p2p.data.pipeline import (eval_dataset, make_iterator, make_split, resolve, summary,
                                train_dataset)
 
@@ -49,7 +49,7 @@ def test_layouts_are_detected_from_the_folders(tmp_path):
 def test_folders_pair_by_stem_across_extensions(tmp_path):
   root = _write_folders(tmp_path, ["tile_002", "tile_010", "tile_001"],
                         a_dir="train/A", b_dir="train/B")
-  cfg, scan = resolve(_cfg(root, direction="AtoB"))
+  cfg, scan = resolve(_cfg(root, direction="AtoB", val_fraction=0.0))  # all of them in train
   assert [p.name for p in scan.pairs] == ["tile_001", "tile_002", "tile_010"]
   assert scan.pairs[0].a.endswith("A/tile_001.png") and scan.pairs[0].b.endswith(
       "B/tile_001.tif")
@@ -121,8 +121,8 @@ def test_float_values_outside_the_default_range_ask_for_a_range(tmp_path):
     write_image(root / "train" / "A" / f"{name}.npy", RNG.random((40, 48, 2)).astype("f4") * 5)
     write_image(root / "train" / "B" / f"{name}.npy", RNG.random((40, 48, 3)).astype("f4"))
   with pytest.raises(DataError, match=r"p.npy has values in \[.*\].*set data.a_range="):
-    resolve(_cfg(root))
-  data, _ = resolve(_cfg(root, a_range=(0.0, 5.0)))
+    resolve(_cfg(root, val_fraction=0.0))
+  data, _ = resolve(_cfg(root, a_range=(0.0, 5.0), val_fraction=0.0))
   assert (data.a_range, data.b_range, data.a_dtype) == ((0.0, 5.0), (0.0, 1.0), "float32")
   it = make_iterator(data, train_dataset(data, make_split(data, "train"), batch_size=2, seed=0))
   batch = next(it)
@@ -138,6 +138,9 @@ def test_holdout_is_a_stable_hash_of_the_stem(tmp_path):
   val = [p.name for p in make_split(cfg, "val", equal_shards=False).source._pairs]
   assert sorted(train + val) == sorted(names) and not set(train) & set(val)
   assert val == [n for n in names if in_holdout(n, 0.2)] and 4 <= len(val) <= 20
+  # Too few pairs for the fraction to catch one: the lowest hash is held out all the same.
+  assert holdout(["a", "b", "c"], 0.05) == {min("abc", key=stem_hash)}
+  assert holdout(["a", "b", "c"], 0.0) == set() and holdout(["a"], 0.05) == set()
   # The same stems in another dataset (other extensions) fall on the same side.
   assert in_holdout("tile_007.png", 0.2) == in_holdout("tile_007", 0.2)
 

@@ -140,14 +140,18 @@ def train_command(cfg: DataConfig, layout: Layout, ranges: dict[str, Any]) -> st
   return " ".join(["p2p-train --config=configs/rf70_patches.py", *flags])
 
 
-def verdict(cfg: DataConfig) -> str | None:
-  """The error training would stop with (train, then val as training reads it), or None."""
+def verdict(cfg: DataConfig) -> tuple[str | None, str | None]:
+  """(the error training would stop with, the warning it would train on with): train must
+  scan; a val split that does not makes training skip validation, with a warning."""
   try:
     scan = scan_split(cfg, "train")
+  except (DataError, ConfigError) as e:
+    return str(e), None
+  try:
     scan_split(dataclasses.replace(cfg, **describe(cfg, scan)), "val")
   except (DataError, ConfigError) as e:
-    return str(e)
-  return None
+    return None, f"No validation examples ({e}); training would skip val_l1 and samples."
+  return None, None
 
 
 def gather(cfg: DataConfig, max_files: int = 0) -> dict[str, Any]:
@@ -157,7 +161,7 @@ def gather(cfg: DataConfig, max_files: int = 0) -> dict[str, Any]:
     layout = detect(cfg.data_dir, cfg.layout, cfg.a_dir, cfg.b_dir)
     val_source = resolve_val_source(cfg.data_dir, layout, cfg.val_source)
     splits = {s: split_facts(cfg, layout, val_source, s, max_files) for s in ("train", "val")}
-    error = verdict(cfg)
+    error, warning = verdict(cfg)
   finally:
     logging.disable(logging.NOTSET)
   ranges = {}
@@ -172,7 +176,8 @@ def gather(cfg: DataConfig, max_files: int = 0) -> dict[str, Any]:
           "splits": splits, "ranges": ranges,
           "model": {d: dict(zip(("input", "output"), orient(*channels, d))) for d in
                     ("AtoB", "BtoA")},
-          "command": train_command(cfg, layout, ranges), "ok": error is None, "error": error}
+          "command": train_command(cfg, layout, ranges), "ok": error is None, "error": error,
+          "warning": warning}
 
 
 def _column(split: dict[str, Any]) -> dict[str, str]:
@@ -279,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if findings["error"]:
     print(f"error: {findings['error']}", file=sys.stderr)
     return 1
+  if findings["warning"]:
+    print(f"warning: {findings['warning']}", file=sys.stderr)
   print("OK: training would start on this dataset.")
   return 0
 

@@ -118,10 +118,23 @@ def match(a_files: list[Path], b_files: list[Path], a_dir: Path, b_dir: Path,
           if path.stem in b]
 
 
+def stem_hash(name: str) -> float:
+  """A file stem's place in [0, 1): stable across runs, machines and file formats."""
+  return int.from_bytes(hashlib.sha256(Path(name).stem.encode()).digest()[:8], "big") / 2 ** 64
+
+
 def in_holdout(name: str, fraction: float) -> bool:
-  """Whether a pair belongs to the hold-out: a hash of its stem, so stable across runs."""
-  digest = hashlib.sha256(Path(name).stem.encode()).digest()
-  return int.from_bytes(digest[:8], "big") < fraction * 2 ** 64
+  """Whether a pair's stem hashes into the hold-out fraction."""
+  return stem_hash(name) < fraction
+
+
+def holdout(names: list[str], fraction: float) -> set[str]:
+  """The held-out names: those hashing below `fraction`, or (when none does, fraction > 0 and
+  there are two or more) the one with the lowest hash, so that a small dataset keeps a val."""
+  held = {n for n in names if in_holdout(n, fraction)}
+  if not held and fraction > 0 and len(names) > 1:
+    held = {min(names, key=stem_hash)}
+  return held
 
 
 def resolve_val_source(root: str | os.PathLike, layout: Layout, val_source: str = "auto") -> str:
@@ -142,8 +155,8 @@ def split_pairs(root: str | os.PathLike, layout: Layout, split: str, *, val_sour
   if not root.is_dir():
     from p2p.data.folder import make_dataset_hint
     raise DataError(f"Dataset folder {root} does not exist. {make_dataset_hint(root)}")
-  holdout = val_source == "holdout" and split in ("train", "val")
-  source = "train" if holdout else split
+  held_out = val_source == "holdout" and split in ("train", "val")
+  source = "train" if held_out else split
   folders = layout.folders(root, source)
   what = f"{'The ' + source + ' split' if layout.has_splits else 'The'}"
   if layout.kind == "side_by_side":
@@ -151,9 +164,9 @@ def split_pairs(root: str | os.PathLike, layout: Layout, split: str, *, val_sour
   else:
     pairs = match(list_files(folders[0], f"{what} A"), list_files(folders[1], f"{what} B"),
                   *folders, skip_unmatched=skip_unmatched)
-  if holdout:
-    keep = split == "val"
-    pairs = [p for p in pairs if in_holdout(p.name, val_fraction) == keep]
+  if held_out:
+    held = holdout([p.name for p in pairs], val_fraction)
+    pairs = [p for p in pairs if (p.name in held) == (split == "val")]
     if not pairs:
       raise DataError(f"The hold-out of data.val_fraction={val_fraction} leaves no {split} pairs "
                       f"in {folders[0]}; change data.val_fraction or add a val split.")
