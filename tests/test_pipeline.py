@@ -169,7 +169,7 @@ def test_mixed_sizes_in_patches_mode(tmp_path):
   root = make_dataset(tmp_path, {"train": 2}, height=80)
   make_dataset(tmp_path / "small", {"train": 1}, height=40)
   (tmp_path / "small" / "train" / "1.jpg").rename(root / "train" / "3.jpg")
-  cfg = _cfg(root, jitter=False)
+  cfg = _cfg(root, jitter=False, val_fraction=0.0)  # no val/: all pairs train
   split = make_split(cfg, "train")
   assert split.num_examples == 9 + 9 + 4
   assert split.regions[-4:].tolist() == [[2, 0, 0], [2, 0, 8], [2, 8, 0], [2, 8, 8]]
@@ -181,7 +181,7 @@ def test_multi_process_shards_of_mixed_sizes_take_equal_steps(tmp_path):
   root = make_dataset(tmp_path, {"train": 3}, height=80)
   make_dataset(tmp_path / "small", {"train": 1}, height=40)
   (tmp_path / "small" / "train" / "1.jpg").rename(root / "train" / "4.jpg")
-  cfg = _cfg(root)
+  cfg = _cfg(root, val_fraction=0.0)
   counts = [make_split(cfg, "train", process_index=p, process_count=2).num_examples
             for p in range(2)]
   assert counts == [4 + 9, 4 + 9]  # process 1 has 9 + 4 regions; process 0 keeps as many
