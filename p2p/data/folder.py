@@ -250,7 +250,7 @@ class FolderSource:
   def __getitem__(self, index: int) -> dict:
     files = self._pairs[index]
     a, b = load_pair(files, *self._channels)
-    return {"a": a, "b": b, "name": os.path.basename(files.a) if files.b is None else files.name}
+    return {"a": a, "b": b, "name": files.name}
 
   def __repr__(self) -> str:
     return f"FolderSource({len(self)} pairs)"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from p2p.data.errors import DataError
 from p2p.data.folder import orient
-from p2p.data.values import to_unit, value_range
+from p2p.data.values import cast, to_unit, value_range
 
 PATCH_LAYOUTS = ("grid", "cover")
 
@@ -65,11 +65,7 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out if out.ndim == 3 else out[..., None]
   planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), "F")
                        .resize((width, height), Image.BICUBIC)) for c in range(image.shape[-1])]
-  out = np.stack(planes, axis=-1)
-  if np.issubdtype(image.dtype, np.integer):
-    info = np.iinfo(image.dtype)
-    out = np.clip(np.rint(out), info.min, info.max)
-  return out.astype(image.dtype)
+  return cast(np.stack(planes, axis=-1), image.dtype)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -94,7 +90,7 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 def rescale(image: np.ndarray) -> np.ndarray:
   """uint8 [0, 255] -> float32 [-1, 1]."""
-  return image.astype(np.float32) / 127.5 - 1.0
+  return to_unit(image, (0.0, 255.0))
 
 
 def random_crop(input_: np.ndarray, target: np.ndarray, rng: np.random.Generator,

@@ -45,6 +45,23 @@ def to_unit(image: np.ndarray, value_range: Sequence[float], clip: bool = False)
   return np.clip(out, -1.0, 1.0, out=out) if clip else out
 
 
+def cast(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+  """Float samples as `dtype`: rounded and clipped to its range for integers."""
+  dtype = np.dtype(dtype)
+  if np.issubdtype(dtype, np.integer):
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+  return np.asarray(values).astype(dtype)
+
+
+def to_8bit(image: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
+  """Samples as uint8: the 8-bit quantisation of their [-1, 1] scaling (8-bit data as it is)."""
+  if image.dtype == np.uint8 and tuple(float(v) for v in value_range) == (0.0, 255.0):
+    return image
+  from p2p.data.images import to_uint8
+  return to_uint8(to_unit(image, value_range))
+
+
 def from_unit(image: np.ndarray, value_range: Sequence[float], dtype: str | np.dtype
               ) -> np.ndarray:
   """float [-1, 1] -> samples in value_range as `dtype` (integers rounded, both clipped)."""

@@ -76,7 +76,7 @@ def load_pairs(data: Any, split: str, limit: int = 0) -> Pairs:
   """Decodes a split of a run's data section (the first `limit` pairs if > 0), values checked."""
   from p2p.data.folder import load_pair, orient, scan_split
   from p2p.data.values import check_values, value_range
-  scan = scan_split(data, split, min_size=1)
+  scan = scan_split(data, split, verify=False, min_size=1)  # headers: each file decoded once, below
   files = scan.pairs[:limit] if limit > 0 else scan.pairs
   inputs, targets = [], []
   for f in files:
@@ -160,15 +160,6 @@ def training_means(data: Any, shape: int | tuple[int, int], limit: int = 0
   return mean_photo.mean(axis=(0, 1)), mean_photo
 
 
-def as_dtype(values: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
-  """Float values as samples of `dtype`: rounded and clipped for integers."""
-  dtype = np.dtype(dtype)
-  if np.issubdtype(dtype, np.integer):
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-  return np.asarray(values).astype(dtype)
-
-
 def skip_reasons(pairs: Pairs, baselines: Sequence[str], fid: bool) -> dict[str, str]:
   """Why FID/KID ('fid') or a baseline cannot score this split; {} when everything can."""
   reasons = {}
@@ -198,16 +189,17 @@ def baseline(kind: str, examples: Examples, pairs: Pairs, means: tuple[np.ndarra
   """A no-learning prediction for every example, in the targets' dtype."""
   if kind == "input":
     return examples.inputs
+  from p2p.data.values import cast
   colour, photo = means
   dtype = pairs.targets[0].dtype
   if kind == "mean_color":
-    value = as_dtype(colour, dtype)
+    value = cast(colour, dtype)
     if isinstance(examples.targets, np.ndarray):
       return np.broadcast_to(value, examples.targets.shape)
     return [np.broadcast_to(value, t.shape) for t in examples.targets]
   if kind == "mean_photo":
     from p2p.data.transforms import resize_to
-    whole, cuts = as_dtype(photo, dtype), {}
+    whole, cuts = cast(photo, dtype), {}
     parts = []
     for target in pairs.targets:  # this protocol's cut of the mean photo at each image's size
       shape = target.shape[:2]
@@ -270,16 +262,6 @@ def score(fake: Images, examples: Examples, fid: FidScorer | None,
   return {"per_image": per_image, "summary": summary}
 
 
-def to_8bit(images: Images, value_range: Sequence[float]) -> Images:
-  """Native images as uint8: the 8-bit quantisation of their [-1, 1] scaling (8-bit as is)."""
-  from p2p.data.images import to_uint8
-  from p2p.data.values import to_unit
-  first = images[0] if len(images) else np.zeros((0,), np.uint8)
-  if first.dtype == np.uint8 and tuple(value_range) == (0.0, 255.0):
-    return images
-  return stack([to_uint8(to_unit(im, value_range)) for im in images])
-
-
 class FidScorer:
   """FID and KID of image sets against one protocol's real targets (features computed once)."""
 
@@ -290,8 +272,10 @@ class FidScorer:
 
   def _features(self, images: Images) -> np.ndarray:
     """N x 2048 features in image order; images of one size are batched together."""
+    from p2p.data.values import to_8bit
     from p2p.eval.fid import fid_features
-    images = to_8bit(images, self.value_range)
+    if len(images) and images[0].dtype != np.uint8 or self.value_range != (0.0, 255.0):
+      images = stack([to_8bit(im, self.value_range) for im in images])
     if isinstance(images, np.ndarray):
       if len(images) and (images == images[:1]).all():  # a constant baseline: one image, repeated
         return np.repeat(fid_features(self.params, images[:1]), len(images), axis=0)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2p.data.images import display, grid, to_uint8
-from p2p.data.values import to_unit
+from p2p.data.images import display, grid
+from p2p.data.values import to_8bit
 
 MODEL = "model"
 GALLERY_METRIC = "seed/l1"  # worst first = highest seed L1
@@ -28,9 +28,7 @@ EIGHT_BIT = (0.0, 255.0)
 
 def view(image: np.ndarray, value_range: tuple[float, float] = EIGHT_BIT) -> np.ndarray:
   """One native image as H x W x 3 uint8 to look at (8-bit RGB as it is)."""
-  if not (image.dtype == np.uint8 and tuple(value_range) == EIGHT_BIT):
-    image = to_uint8(to_unit(image, value_range))
-  return display(image)
+  return display(to_8bit(image, value_range))
 
 
 def _padded(rows: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

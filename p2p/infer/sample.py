@@ -62,9 +62,14 @@ class Generator:
     return orient(a, b, self.data.direction)
 
   @property
+  def dtypes(self) -> tuple[str, str]:
+    """(input, output) sample types as the run recorded them ('' for older runs)."""
+    return orient(self.data.a_dtype, self.data.b_dtype, self.data.direction)
+
+  @property
   def output_dtype(self) -> str:
     """The target's sample type (uint8 for runs that did not record one)."""
-    return orient(self.data.a_dtype, self.data.b_dtype, self.data.direction)[1] or "uint8"
+    return self.dtypes[1] or "uint8"
 
 
 def _as_float(gen: Generator, batch: np.ndarray | jax.Array) -> tuple[jax.Array, bool]:
@@ -143,7 +148,7 @@ def translate_image(gen: Generator, image: np.ndarray, *, overlap: int | None = 
   if image.ndim != 3 or image.shape[-1] != gen.channels[0]:
     raise ValueError(f"translate_image() takes an H x W x {gen.channels[0]} image (this "
                      f"generator's input); got shape {image.shape}.")
-  trained_on = orient(gen.data.a_dtype, gen.data.b_dtype, gen.data.direction)[0]
+  trained_on = gen.dtypes[0]
   if trained_on and image.dtype.name != trained_on:
     raise ValueError(f"The image holds {image.dtype.name} samples but this run was trained on "
                      f"{trained_on} inputs, so its values would be scaled wrongly; pass the same "
