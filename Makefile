@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/synthetic
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo serve test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,6 +21,12 @@ $(DEMO_DATA)/val: $(STAMP)
 demo: $(DEMO_DATA)/val
 	$(PY) -m p2p.data.preview --config=configs/demo.py --out=runs/demo/preview.png
 	$(VENV)/bin/p2p-train --config=configs/demo.py --workdir=runs/demo
+
+# make serve WORKDIR=runs/demo [PORT=7860]: the run as a web page (docs/serve.md).
+WORKDIR ?= runs/demo
+PORT ?= 7860
+serve: $(STAMP)
+	$(VENV)/bin/p2p-serve --workdir=$(WORKDIR) --port=$(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist worksteal

@@ -19,10 +19,10 @@ import numpy as np
 from absl import app, flags
 
 from p2p import cli
-from p2p.data.errors import DataError
-from p2p.data.folder import adapt_channels, split_pair
+from p2p.data.folder import split_pair
 from p2p.data.io import (SUFFIXES, default_suffix, is_image, read_geotags, read_image,
                          write_image)
+from p2p.infer.inputs import model_input
 
 FORMATS = ("auto", "png", "tif", "npy")
 
@@ -72,16 +72,6 @@ def check_format(output: Path, fmt: str) -> None:
   if fmt != "auto" and suffix != f".{fmt}":
     raise ValueError(f"--format={fmt} contradicts --output={output}; drop --format or change "
                      f"the suffix.")
-
-
-def model_input(image: np.ndarray, channels: int, source: Path) -> np.ndarray:
-  """The image in the model's input channels, or a DataError naming the file."""
-  try:
-    return adapt_channels(image, channels, source, "channels")
-  except DataError:
-    raise DataError(f"{source} has {image.shape[-1]} channel(s) but this run's model takes "
-                    f"{channels}; p2p converts only RGB(A) -> 1, 1 -> 3 and RGBA -> 3. Convert "
-                    f"the file, or use a run trained on such images.") from None
 
 
 def main(argv: list[str]) -> None:

@@ -105,15 +105,33 @@ def _predict_fn(module: UNetGenerator, norm: str) -> Callable:
   return predict
 
 
+def bucket(n: int) -> int:
+  """The batch a chunk of n images is padded to: the next power of two, so that any image size
+  compiles at most log2(chunk) + 1 programs (each image's output is independent of the rest)."""
+  return 1 << max(n - 1, 0).bit_length()
+
+
+def _padded_call(predict: Callable, variables: Any, x: jax.Array, rng: jax.Array,
+                 offset: int) -> jax.Array:
+  """predict on x padded (edge rows) to its bucket's batch, the padding cut off again."""
+  n = len(x)
+  pad = bucket(n) - n
+  if pad:
+    x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad, *x.shape[1:]))])
+  return predict(variables, x, rng, offset)[:n]
+
+
 def sample(gen: Generator, batch: np.ndarray | jax.Array, *, rng: jax.Array | None = None,
            norm: str = "batch", chunk: int = 16) -> np.ndarray:
   """Targets for a batch of inputs: integers in -> the target's dtype out, float [-1, 1] ->
   float32 [-1, 1]. Image i uses the key fold_in(rng, i), so results do not depend on `chunk`.
+  Chunks run padded to a power-of-two batch (`bucket`), so few shapes are ever compiled.
   """
   x, was_int = _as_float(gen, batch)
   predict = _predict_fn(gen.module, norm)
   rng = jax.random.PRNGKey(0) if rng is None else rng
-  outs = [predict(gen.variables, x[i:i + chunk], rng, i) for i in range(0, len(x), chunk)]
+  outs = [_padded_call(predict, gen.variables, x[i:i + chunk], rng, i)
+          for i in range(0, len(x), chunk)]
   out = np.asarray(jnp.concatenate(outs)) if outs else np.zeros(
       (0, *x.shape[1:3], gen.channels[1]), np.float32)
   return from_unit(out, gen.ranges[1], gen.output_dtype) if was_int else out.astype(np.float32)
