@@ -19,7 +19,7 @@ import numpy as np
 
 from p2p.config import DataConfig
 from p2p.serve import examples as ex
-from p2p.serve.engine import Engine, ServeError
+from p2p.serve.engine import KEEP_OUTPUTS_S, Engine, ServeError
 
 BRUSH_SIZE = 1 / 40   # of the canvas side: a street's width at the maps' scale
 ERASER_SIZE = 1 / 16
@@ -106,9 +106,9 @@ def build(engine: Engine, info: str, examples: list[ex.Example], title: str) -> 
     return {"background": image, "layers": [], "composite": image}
 
   @guarded
-  def translate(path: str | None) -> tuple[np.ndarray, np.ndarray, Any, str]:
-    if not path:
-      raise ServeError("Choose an image file to translate.")
+  def translate(path: str | None) -> tuple[np.ndarray | None, np.ndarray | None, Any, str]:
+    if not path:  # the file was removed: clear the results
+      return None, None, gr.update(value=None, interactive=False), ""
     image = engine.read(path)
     out = engine.translate(image)
     saved = engine.save(out, Path(path).stem)
@@ -118,7 +118,8 @@ def build(engine: Engine, info: str, examples: list[ex.Example], title: str) -> 
     return (engine.view(image, "input"), engine.view(out), gr.update(value=str(saved),
             interactive=True), note)
 
-  with gr.Blocks(title=f"p2p · {title}", analytics_enabled=False) as demo:
+  with gr.Blocks(title=f"p2p · {title}", analytics_enabled=False,
+                 delete_cache=(KEEP_OUTPUTS_S, KEEP_OUTPUTS_S)) as demo:
     gr.Markdown(f"## p2p · {html.escape(title)}\nDraw a map or upload one: the run's generator "
                 f"paints the satellite photo ({size} px tiles; larger images are tiled at full "
                 f"resolution).")

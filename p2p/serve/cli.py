@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
@@ -102,11 +104,15 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: could not listen on {host}:{port} ({e}); pass another --port.")
   print(f"p2p-serve: {url} serves {_WORKDIR.value} (step {gen.step})"
         + (f"; public link {share_url}" if share_url else "") + ". Ctrl+C stops it.", flush=True)
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as on Ctrl+C, files removed
   try:
     while True:
       time.sleep(3600)
   except KeyboardInterrupt:
+    pass
+  finally:
     demo.close()
+    shutil.rmtree(engine.out_dir, ignore_errors=True)
 
 
 def run() -> None:

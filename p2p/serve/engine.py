@@ -19,7 +19,7 @@ import numpy as np
 
 from p2p.data.errors import DataError
 from p2p.data.io import default_suffix, write_image
-from p2p.data.values import to_8bit
+from p2p.data.values import to_8bit, value_range
 from p2p.infer import Generator, translate_image
 from p2p.infer.inputs import model_input, read_input
 from p2p.infer.sample import _predict_fn
@@ -70,9 +70,10 @@ class Engine:
 
   def view(self, image: np.ndarray, side: str = "output") -> np.ndarray:
     """Any input or output image as 8-bit gray or RGB for the page (first 3 bands of more)."""
-    lo_hi = self.gen.ranges[0 if side == "input" else 1]
-    if image.dtype == np.uint8 and tuple(lo_hi) != (0.0, 255.0) and side == "input":
-      lo_hi = (0.0, 255.0)  # a sketch or an 8-bit view, shown as it is
+    index = 0 if side == "input" else 1
+    trained = self.gen.dtypes[index] or "uint8"
+    # The run's range for its own kind of samples; any other image by its dtype's range.
+    lo_hi = self.gen.ranges[index] if image.dtype.name == trained else value_range(image.dtype)
     shown = to_8bit(image, lo_hi)
     channels = shown.shape[-1]
     return shown[..., 0] if channels in (1, 2) else shown[..., :3]
@@ -80,7 +81,7 @@ class Engine:
   def save(self, image: np.ndarray, stem: str) -> Path:
     """Writes a result in the target's format (PNG for 8/16-bit gray/RGB, else TIFF)."""
     self._forget_old()
-    folder = self.out_dir / uuid.uuid4().hex[:12]
+    folder = self.out_dir / "results" / uuid.uuid4().hex[:12]
     folder.mkdir(parents=True)
     path = folder / f"{stem}_p2p{default_suffix(image.shape[-1], image.dtype.name)}"
     write_image(path, image)
@@ -101,7 +102,7 @@ class Engine:
   def _forget_old(self) -> None:
     """Deletes result files older than KEEP_OUTPUTS_S (Gradio keeps its own copy)."""
     cutoff = time.time() - KEEP_OUTPUTS_S
-    for folder in self.out_dir.glob("*"):
+    for folder in (self.out_dir / "results").glob("*"):
       try:
         if folder.stat().st_mtime < cutoff:
           for file in folder.iterdir():
