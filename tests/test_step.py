@@ -198,10 +198,10 @@ def _reference_update(nets, state, x, y, fm_weight=0.0, mode="vanilla"):
 
 @pytest.mark.parametrize("fm_weight,num_d,sn,mode,cond", [
     (0.0, 1, False, "vanilla", True),
+    # Each option is covered once (feature matching in all three, to reuse D's features).
     *(pytest.param(*case, marks=pytest.mark.slow) for case in [
-        (10.0, 1, False, "vanilla", True), (10.0, 2, False, "vanilla", True),
-        (10.0, 1, True, "hinge", True), (0.0, 1, False, "lsgan", True),
-        (10.0, 1, False, "vanilla", False)])])
+        (10.0, 2, False, "vanilla", True), (10.0, 1, True, "hinge", True),
+        (10.0, 1, False, "lsgan", False)])])
 def test_step_equals_a_naive_two_pass_reference(setup, fm_weight, num_d, sn, mode, cond):
   """The staged, vjp-reusing step against plain grads: G forward, D update, G update via new D.
 
