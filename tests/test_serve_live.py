@@ -109,6 +109,15 @@ def test_sketch_is_translated(client, tiny_run, tmp_path):
   assert out.shape == (32, 32, 3) and out.std() > 1
 
 
+def test_concurrent_users_are_served_in_turn(server, tmp_path):
+  paths = [png(tmp_path / f"user{i}.png", smooth(100, 120, 3, seed=i)) for i in range(4)]
+  clients = [Client(server[1], verbose=False) for _ in paths]
+  jobs = [c.submit(handle_file(p), api_name="/translate") for c, p in zip(clients, paths)]
+  outs = [job.result(timeout=120) for job in jobs]
+  assert [read(out[1]).shape for out in outs] == [(100, 120, 3)] * 4
+  assert len({read(out[1]).tobytes() for out in outs}) == 4  # each user got their own
+
+
 def test_large_rgba_upload_at_full_resolution(client, tmp_path):
   path = png(tmp_path / "big.png", smooth(1200, 1200, 4))
   shown_in, shown_out, download, note = client.predict(handle_file(path), api_name="/translate")
