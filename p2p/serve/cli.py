@@ -63,6 +63,10 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+  host, port = _HOST.value, _PORT.value or free_port(_HOST.value)
+  if port_in_use(host, port):
+    sys.exit(f"error: port {port} on {host} is in use (another p2p-serve?); pass --port=N, or "
+             f"--port=0 for any free port.")
   try:
     import gradio  # noqa: F401
   except ImportError:
@@ -74,10 +78,6 @@ def main(argv: list[str]) -> None:
   from p2p.serve import examples, info
   from p2p.serve.engine import Engine
 
-  host, port = _HOST.value, _PORT.value or free_port(_HOST.value)
-  if port_in_use(host, port):
-    sys.exit(f"error: port {port} on {host} is in use (another p2p-serve?); pass --port=N, or "
-             f"--port=0 for any free port.")
   try:
     gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
   except (FileNotFoundError, ValueError) as e:
