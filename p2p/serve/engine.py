@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from p2p.data.errors import DataError
+from p2p.data.images import display
 from p2p.data.io import default_suffix, write_image
 from p2p.data.values import to_8bit, value_range
 from p2p.infer import Generator, translate_image
@@ -69,14 +70,12 @@ class Engine:
       raise ServeError(str(e)) from None
 
   def view(self, image: np.ndarray, side: str = "output") -> np.ndarray:
-    """Any input or output image as 8-bit gray or RGB for the page (first 3 bands of more)."""
+    """Any input or output image as 8-bit RGB for the page (p2p.data.images.display)."""
     index = 0 if side == "input" else 1
     trained = self.gen.dtypes[index] or "uint8"
     # The run's range for its own kind of samples; any other image by its dtype's range.
     lo_hi = self.gen.ranges[index] if image.dtype.name == trained else value_range(image.dtype)
-    shown = to_8bit(image, lo_hi)
-    channels = shown.shape[-1]
-    return shown[..., 0] if channels in (1, 2) else shown[..., :3]
+    return display(to_8bit(image, lo_hi))
 
   def save(self, image: np.ndarray, stem: str) -> Path:
     """Writes a result in the target's format (PNG for 8/16-bit gray/RGB, else TIFF)."""

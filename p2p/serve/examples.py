@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from p2p.config import DataConfig
+from p2p.data.images import display
 from p2p.data.io import default_suffix, write_image
 from p2p.data.synthetic import MAP_COLOURS, SIZE, render_pair
 from p2p.data.synthetic.layout import (ARTERIAL, BUILDING, GROUND, HIGHWAY, PARK, STREET,
@@ -109,8 +110,6 @@ def write_val(folder: Path, count: int, data: DataConfig,
     stem = f"val_{Path(name).stem}"
     input_path = folder / f"{stem}{default_suffix(x.shape[-1], x.dtype.name)}"
     write_image(input_path, x)
-    truth = to_8bit(y, ranges[1])
-    write_image(folder / f"{stem}_truth.png", truth if truth.shape[-1] in (1, 3)
-                else truth[..., :3] if truth.shape[-1] > 3 else truth[..., :1])
+    write_image(folder / f"{stem}_truth.png", display(to_8bit(y, ranges[1])))
     out.append(Example(f"val {name}", input_path, folder / f"{stem}_truth.png"))
   return out
