@@ -7,14 +7,23 @@ import os
 import platform
 import re
 import sys
+import tempfile
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from typing import NoReturn
+
 from absl import app, flags
 from absl import logging as absl_logging
 
+from p2p.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EXPECTED_FAILURE = 2  # the exit code of every expected failure (bad input, flag, path or run)
+# Images above this many pixels are refused from their header (--max_pixels), before decoding:
+# 2^28 = 16384 x 16384, a whole satellite scene, well past Pillow's 89 MP bomb warning.
+DEFAULT_MAX_PIXELS = 2 ** 28
 HUGEPAGE_MALLOC = "glibc.malloc.hugetlb=1"
 NO_MALLOC_TUNING = "P2P_NO_MALLOC_TUNING"
 
@@ -61,7 +70,63 @@ def run(main: Callable[[list[str]], None], tune_malloc: bool = False) -> None:
   if tune_malloc:
     use_hugepage_malloc()
   sys.argv = resolve_config_path(sys.argv)
-  app.run(main, flags_parser=parse_flags)
+  app.run(expected_failures(main), flags_parser=parse_flags)
+
+
+def fail(message: str) -> NoReturn:
+  """Ends the command: one line `error: ...` on stderr, exit code 2 (an expected failure)."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  raise SystemExit(EXPECTED_FAILURE)
+
+
+def path_error(error: OSError) -> str:
+  """One line for a file-system error: the path, the reason and what to do."""
+  path = error.filename or "a path"
+  if isinstance(error, FileNotFoundError):
+    return f"{path} does not exist ({error.strerror}); check the path."
+  return (f"{path} cannot be used ({error.strerror}); pick a path you can write to, or fix its "
+          f"permissions.")
+
+
+def expected_failures(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+  """main, with p2p's UserErrors and unusable paths as fail(); anything else keeps its traceback."""
+  def wrapped(argv: list[str]) -> None:
+    try:
+      main(argv)
+    except UserError as e:
+      fail(str(e))
+    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+      fail(path_error(e))
+  return wrapped
+
+
+def check_args(argv: list[str]) -> None:
+  """fail() on positional arguments (every p2p command takes flags only)."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments {argv[1:]}; p2p's commands take --flags only (--helpshort).")
+
+
+def check_writable(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
+  """The path, after proving its folder can take a new file (created if missing); else fail().
+
+  folder: the path is itself a folder to write into; otherwise a file (its parent is tried).
+  """
+  path = Path(path)
+  where = path if folder else path.parent
+  blocker = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
+  if blocker is not None:
+    fail(f"{flag}={path} cannot be written: {blocker} is a file, not a folder; pick another "
+         f"{flag}.")
+  try:
+    where.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=where, prefix=".p2p-write-test-"):
+      pass
+    if not folder and path.is_dir():
+      raise IsADirectoryError(21, "Is a directory", str(path))
+  except OSError as e:
+    fail(f"{flag}={path} is not writable: {e.strerror or e} ({e.filename or where}); pick "
+         f"another {flag}.")
+  return path
 
 
 class _WarningsOnly(logging.Filter):
@@ -85,13 +150,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    sys.exit(f"error: {_cause(str(e))}\nRun with --helpshort to list the flags.")
+    fail(f"{_cause(str(e))} (--helpshort lists the flags)")
   except (AttributeError, KeyError) as e:  # ml_collections: an unknown --config.<field>
-    sys.exit(f"error: {_unknown_field(argv, e)}")
+    fail(_unknown_field(argv, e))
 
 
 def _cause(message: str) -> str:
   """The flag and the last line of an error that ml_collections wraps around a traceback."""
+  missing = re.findall(r"Flag (--\w+) must have a value other than None", message)
+  if missing:
+    return f"{' and '.join(dict.fromkeys(missing))} {'is' if len(missing) == 1 else 'are'} required"
   lines = [line.strip() for line in message.splitlines() if line.strip()]
   if len(lines) <= 1:
     return message.strip()
@@ -122,7 +190,7 @@ def config_value(holder: flags.FlagHolder) -> Any:
   except Exception as e:  # noqa: BLE001 - a user's config file can raise anything.
     lines = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
     path = flags.FLAGS[holder.name].serialize().split("=", 1)[-1]
-    sys.exit(f"error: --config={path} could not be loaded: {lines[-1] if lines else e!r}")
+    fail(f"--config={path} could not be loaded: {lines[-1] if lines else e!r}")
 
 
 def default_cache_dir() -> str:

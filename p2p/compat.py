@@ -12,6 +12,8 @@ import copy
 import logging
 from typing import Any
 
+from p2p.errors import UserError
+
 REMOVED_NOTE = "removed from p2p; its experiments are rows of docs/experiments.md"
 
 # old dotted name -> new dotted name
@@ -41,7 +43,7 @@ REMOVED_ARCHITECTURE = {
 }
 
 
-class RemovedOption(ValueError):
+class RemovedOption(UserError):
   """A run uses an option this version of p2p no longer has."""
 
 

@@ -16,6 +16,7 @@ import ml_collections
 
 from p2p.data.folder import DIRECTIONS, orient
 from p2p.data.layouts import LAYOUTS, VAL_SOURCES
+from p2p.errors import UserError
 from p2p.data.transforms import PATCH_LAYOUTS
 from p2p.fields import field
 from p2p.models import NORMS, RECEPTIVE_FIELDS, UPSAMPLES, coarsest_size, min_input_size
@@ -29,7 +30,7 @@ WANDB_MODES = ("disabled", "offline", "online")
 DTYPES = ("float32", "bfloat16")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A config field with a bad value; the message names the field and the fix."""
 
 

@@ -14,13 +14,13 @@ them.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
 from p2p import cli
+from p2p.errors import UserError
 from p2p.eval.protocols import (BASELINES, PROTOCOLS, check_fits, common_shape, evaluate,
                                 fid_note, load_fid, load_pairs, skip_reasons, training_means)
 
@@ -52,6 +52,8 @@ _FID_WEIGHTS = flags.DEFINE_string("fid_weights", "", "FID weights file (default
                                    "'random:SEED' only tests the plumbing.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", 0, "Training pairs averaged for the mean "
                                     "baselines (0 = all).")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", cli.DEFAULT_MAX_PIXELS, "Refuse images with "
+                                   "more pixels than this per side (from the headers); 0 = none.")
 _GALLERY = flags.DEFINE_integer("gallery_size", 100, "Examples per protocol in index.html "
                                 "(worst first).")
 
@@ -60,7 +62,7 @@ def _checked_size(size: int, gen) -> int:
   """--image_size, if the generator (its U-Net depth fixed by training) can take it."""
   step = 2 ** gen.module.num_downs
   if size < step or size % step:
-    raise ValueError(f"--image_size={size} does not fit this generator: its U-Net has "
+    raise UserError(f"--image_size={size} does not fit this generator: its U-Net has "
                      f"{gen.module.num_downs} levels, so use a multiple of {step} px.")
   return size
 
@@ -89,43 +91,38 @@ def _data_meta(gen: Any, pairs: Any, skipped: dict[str, str], fid: bool) -> dict
 
 def main(argv: list[str]) -> None:
   """Loads the run, scores every protocol, writes the report and prints the table."""
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.check_args(argv)
   cli.quiet_library_logs()
   import p2p
-  from p2p.data.errors import DataError
   from p2p.eval import report
   bad = [p for p in _PROTOCOL.value if p not in PROTOCOLS]
   baselines = [] if _BASELINE.value == ["none"] else _BASELINE.value
   bad += [b for b in baselines if b not in BASELINES]
   if bad:
-    sys.exit(f"error: unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: "
+    cli.fail(f"unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: "
              f"{BASELINES} or none.")
   from p2p.eval.fid import FidWeightsMissing
+  out = cli.check_writable(_OUT.value or Path(_WORKDIR.value) / (
+      "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"), "--out", folder=True)
+  if _JSON.value:
+    cli.check_writable(_JSON.value, "--json")
+  gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
+  protocols = _PROTOCOL.value or [gen.data.preprocess]
+  if _IMAGE_SIZE.value:
+    gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
+  data = gen.data if not _DATA_DIR.value else _other_folder(gen.data, _DATA_DIR.value)
+  pairs = load_pairs(data, _SPLIT.value, _LIMIT.value, _MAX_PIXELS.value)
+  check_fits(gen, pairs)
+  skipped = skip_reasons(pairs, baselines, _FID.value)
+  baselines = [b for b in baselines if b not in skipped]
+  means = (training_means(data, common_shape(pairs.targets), _TRAIN_LIMIT.value)
+           if {"mean_color", "mean_photo"} & set(baselines) else None)
   try:
-    gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
-    protocols = _PROTOCOL.value or [gen.data.preprocess]
-    if _IMAGE_SIZE.value:
-      gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))
-    data = gen.data if not _DATA_DIR.value else _other_folder(gen.data, _DATA_DIR.value)
-    pairs = load_pairs(data, _SPLIT.value, _LIMIT.value)
-    check_fits(gen, pairs)
-    skipped = skip_reasons(pairs, baselines, _FID.value)
-    baselines = [b for b in baselines if b not in skipped]
-    means = (training_means(data, common_shape(pairs.targets), _TRAIN_LIMIT.value)
-             if {"mean_color", "mean_photo"} & set(baselines) else None)
     fid_params = load_fid(_FID_WEIGHTS.value) if _FID.value and "fid" not in skipped else None
   except FidWeightsMissing as e:
-    sys.exit(f"error: {e} Or pass --nofid to skip FID and KID.")
-  except (FileNotFoundError, ValueError, DataError) as e:
-    sys.exit(f"error: {e}")
-  try:
-    results = evaluate(gen, pairs, protocols=protocols, baselines=baselines, means=means,
-                       fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
-  except DataError as e:  # e.g. images smaller than the patches
-    sys.exit(f"error: {e}")
-  out = Path(_OUT.value or Path(_WORKDIR.value) / (
-      "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"))
+    cli.fail(f"{e} Or pass --nofid to skip FID and KID.")
+  results = evaluate(gen, pairs, protocols=protocols, baselines=baselines, means=means,
+                     fid_params=fid_params, norm=_NORM.value, seed=_SEED.value)
   meta = {"workdir": str(Path(_WORKDIR.value).resolve()), "step": gen.step,
           "data_dir": str(Path(data.data_dir).resolve()), "split": _SPLIT.value,
           "n_pairs": len(pairs.names), "image_size": gen.image_size, "protocols": protocols,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from p2p import cli
@@ -28,28 +28,23 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv: list[str]) -> None:
   """Validates the config, then trains."""
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.check_args(argv)
   cli.quiet_library_logs()
   cli.use_compilation_cache(_CACHE.value)
   from p2p.train import distributed
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   import jax
   if jax.process_index() > 0:
     logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
-  from p2p.config import ConfigError, train_config
-  from p2p.data.errors import DataError
-  from p2p.train.loop import NonFiniteLoss, train_and_evaluate
-  try:
-    config = train_config(cli.config_value(_CONFIG))
-    result = train_and_evaluate(config, _WORKDIR.value,
-                                progress=_PROGRESS.value and sys.stderr.isatty())
-  except (ConfigError, DataError, NonFiniteLoss) as e:
-    logging.error("%s", e)
-    sys.exit(f"error: {e}")
+  from p2p.config import train_config
+  from p2p.train.loop import train_and_evaluate
+  config = train_config(cli.config_value(_CONFIG))  # expected failures: one line, exit 2
+  cli.check_writable(_WORKDIR.value, "--workdir", folder=True)
+  result = train_and_evaluate(config, _WORKDIR.value,
+                              progress=_PROGRESS.value and sys.stderr.isatty())
   if jax.process_index() > 0:
     return
   done = {"finished": "Training finished", "max_steps": "Stopped at max_steps",

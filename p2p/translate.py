@@ -12,17 +12,16 @@ without seams; smaller ones are padded.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from p2p import cli
 from p2p.data.folder import split_pair
-from p2p.data.io import (SUFFIXES, default_suffix, is_image, read_geotags, read_image,
-                         write_image)
-from p2p.infer.inputs import model_input
+from p2p.data.errors import DataError
+from p2p.data.io import SUFFIXES, default_suffix, is_image, read_geotags, write_image
+from p2p.infer.inputs import model_input, read_input
 
 FORMATS = ("auto", "png", "tif", "npy")
 
@@ -37,6 +36,8 @@ _OVERLAP = flags.DEFINE_integer("overlap", None, "Tile overlap in px; default: h
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed for dropout (batch norm mode).")
 _PAIR = flags.DEFINE_bool("pair", False, "Inputs are side-by-side pix2pix pairs: translate the "
                           "half the run's direction takes as input.")
+_MAX_PIXELS = flags.DEFINE_integer("max_pixels", cli.DEFAULT_MAX_PIXELS, "Refuse inputs with "
+                                   "more pixels than this (read from the header); 0 = no limit.")
 _FORMAT = flags.DEFINE_enum("format", "auto", list(FORMATS), "Output format unless --output "
                             "names a file; auto: PNG when it holds the target, else TIFF "
                             "(GeoTIFF inputs: TIFF).")
@@ -46,13 +47,13 @@ flags.mark_flags_as_required(["workdir", "input", "output"])
 def plan(source: Path, output: Path) -> list[tuple[Path, Path, bool]]:
   """(input, output, named): a named output is the user's file; others get <stem><suffix>."""
   if not source.exists():
-    raise FileNotFoundError(f"--input={source} does not exist.")
+    raise DataError(f"--input={source} does not exist.")
   if source.is_dir():
     inputs = sorted(p for p in source.iterdir() if p.is_file() and is_image(p))
     if not inputs:
-      raise FileNotFoundError(f"--input={source} holds no {'/'.join(SUFFIXES)} images.")
+      raise DataError(f"--input={source} holds no {'/'.join(SUFFIXES)} images.")
     if output.suffix.lower() in SUFFIXES:
-      raise ValueError(f"--output={output} must be a folder when --input is a folder.")
+      raise DataError(f"--output={output} must be a folder when --input is a folder.")
     return [(p, output / p.stem, False) for p in inputs]
   if output.is_dir() or output.suffix.lower() not in SUFFIXES:
     return [(source, output / source.stem, False)]
@@ -70,29 +71,26 @@ def check_format(output: Path, fmt: str) -> None:
   """A ValueError when --format names another format than a named --output's suffix."""
   suffix = {".tiff": ".tif"}.get(output.suffix.lower(), output.suffix.lower())
   if fmt != "auto" and suffix != f".{fmt}":
-    raise ValueError(f"--format={fmt} contradicts --output={output}; drop --format or change "
+    raise DataError(f"--format={fmt} contradicts --output={output}; drop --format or change "
                      f"the suffix.")
 
 
 def main(argv: list[str]) -> None:
   """Loads the generator once, then translates every input."""
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.check_args(argv)
   cli.quiet_library_logs()
   import jax
 
   import p2p
-  try:
-    jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
-    if jobs[0][2]:
-      check_format(jobs[0][1], _FORMAT.value)
-    gen = p2p.load(_WORKDIR.value, _STEP.value)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
+  if jobs[0][2]:
+    check_format(jobs[0][1], _FORMAT.value)
+  cli.check_writable(jobs[0][1], "--output", folder=not jobs[0][2])
+  gen = p2p.load(_WORKDIR.value, _STEP.value)
   failed = []
   for i, (source, target, is_named) in enumerate(jobs):
     try:
-      image = read_image(source)
+      image = read_input(source, _MAX_PIXELS.value)
       if _PAIR.value:
         if image.shape[1] != 2 * image.shape[0]:
           raise ValueError(f"{source} is {image.shape[1]}x{image.shape[0]}, not a side-by-side "
@@ -111,13 +109,13 @@ def main(argv: list[str]) -> None:
         geotags = ()
       write_image(target, out, geotags=geotags)
     except (ValueError, OSError) as e:
-      logging.error("%s", e)
+      logging.error("%s", cli.path_error(e) if isinstance(e, OSError) else e)
       failed.append(source)
       continue
     print(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]}, {out.shape[-1]} x "
           f"{out.dtype.name})")
   if failed:
-    sys.exit(f"error: {len(failed)} of {len(jobs)} inputs could not be translated: "
+    cli.fail(f"{len(failed)} of {len(jobs)} inputs could not be translated (see above): "
              f"{', '.join(str(p) for p in failed)}")
 
 

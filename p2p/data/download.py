@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
+from p2p.cli import fail
 from p2p.data.errors import DataError
 
 MAPS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz"
@@ -246,7 +247,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     out = download(args.out, url=args.url, sha256=args.sha256,
                    manifest=None if args.no_verify else args.manifest, timeout=args.timeout)
   except DataError as e:
-    raise SystemExit(f"error: {e}") from None
+    fail(str(e))
   print(f"Extracted {args.url} to {out} (train/ and val/).")
 
 

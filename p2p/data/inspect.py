@@ -265,7 +265,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Inspects and prints; the exit code: 0 it trains, 1 training would fail, 2 bad flags."""
+  """Inspects and prints; the exit code: 0 it trains, 2 it would not (or bad flags), as p2p's
+  other commands exit on an expected failure."""
   try:
     args = parser().parse_args(argv)
   except SystemExit as e:  # argparse has printed the usage error (or --help)
@@ -277,13 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     findings = gather(cfg, args.max_files)
   except (ConfigError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2 if isinstance(e, ConfigError) else 1
+    return 2
   render(findings, Console())
   if args.json:
     Path(args.json).write_text(json.dumps(findings, indent=1))
   if findings["error"]:
     print(f"error: {findings['error']}", file=sys.stderr)
-    return 1
+    return 2
   if findings["warning"]:
     print(f"warning: {findings['warning']}", file=sys.stderr)
   print("OK: training would start on this dataset.")

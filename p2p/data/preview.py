@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from absl import flags
@@ -53,7 +52,7 @@ def main(argv: list[str]) -> None:
   try:
     path = write_preview(data_config(config), _OUT.value, _ROWS.value, config.seed)
   except (DataError, ConfigError) as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   print(f"Preview of the input pipeline (train input | target | val input | target): {path}")
 
 

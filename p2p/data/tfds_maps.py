@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from p2p.cli import fail
 from p2p.data.errors import DataError
 from p2p.data.folder import check_pair_shape, list_images
 
@@ -160,7 +161,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
   try:
     builder = prepare(args.manual_dir, args.data_dir)
   except DataError as e:
-    raise SystemExit(f"error: {e}") from None
+    fail(str(e))
   sizes = {name: split.num_examples for name, split in builder.info.splits.items()}
   print(f"Prepared {NAME} at {dataset_dir(args.data_dir)}: {sizes}")
 

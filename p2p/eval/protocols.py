@@ -72,12 +72,20 @@ def common_shape(images: Images) -> tuple[int, int]:
   return collections.Counter(im.shape[:2] for im in images).most_common(1)[0][0]
 
 
-def load_pairs(data: Any, split: str, limit: int = 0) -> Pairs:
-  """Decodes a split of a run's data section (the first `limit` pairs if > 0), values checked."""
+def load_pairs(data: Any, split: str, limit: int = 0, max_pixels: int = 0) -> Pairs:
+  """Decodes a split of a run's data section (the first `limit` pairs if > 0), values checked.
+
+  max_pixels > 0: a pair whose side holds more pixels is refused from its header (--max_pixels).
+  """
+  from p2p.data.errors import DataError
   from p2p.data.folder import load_pair, orient, scan_split
   from p2p.data.values import check_values, value_range
   scan = scan_split(data, split, verify=False, min_size=1)  # headers: each file decoded once, below
   files = scan.pairs[:limit] if limit > 0 else scan.pairs
+  for f, (height, width) in zip(files, scan.sizes):
+    if max_pixels > 0 and height * width > max_pixels:
+      raise DataError(f"{f.a} is {width}x{height} per side ({height * width:,} pixels), over "
+                      f"the limit of {max_pixels:,}; raise --max_pixels or remove the pair.")
   inputs, targets = [], []
   for f in files:
     a, b = load_pair(f, data.a_channels, data.b_channels)

@@ -17,9 +17,8 @@ def check_pixels(path: str | os.PathLike, max_pixels: int, flag: str = "--max_pi
   info = probe(path)
   pixels = info.height * info.width
   if max_pixels > 0 and pixels > max_pixels:
-    raise DataError(f"{Path(path).name} is {info.width}x{info.height} ({pixels / 1e6:.1f} MP), "
-                    f"over the limit of {max_pixels / 1e6:.1f} MP; pass a smaller image or "
-                    f"raise {flag}.")
+    raise DataError(f"{Path(path).name} is {info.width}x{info.height} ({pixels:,} pixels), "
+                    f"over the limit of {max_pixels:,}; pass a smaller image or raise {flag}.")
 
 
 def read_input(path: str | os.PathLike, max_pixels: int = 0,

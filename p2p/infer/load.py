@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import jax
 
@@ -11,31 +12,37 @@ from p2p import compat
 from p2p.config import train_config
 from p2p.infer.sample import Generator
 from p2p.train import parallel
-from p2p.train.checkpoint import Checkpointer
+from p2p.train.checkpoint import Checkpointer, CheckpointError, DamagedCheckpoint
 from p2p.train.state import abstract_state, build_networks, generator_params
 
 
 def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) -> Generator:
-  """The generator of a run folder's newest checkpoint (or of `step`).
+  """The generator of a run folder's newest intact checkpoint (or of `step`), verified.
 
-  A run trained with optim.ema_decay > 0 gives its averaged weights unless ema=False.
+  A damaged newest checkpoint (unreadable, or failing its checksums) is skipped, with one
+  warning line, for the newest intact one; the run folder is left as it is. A damaged `step`
+  is an error. A run trained with optim.ema_decay > 0 gives its averaged weights unless
+  ema=False.
   """
   ckpt = Checkpointer(workdir)
   try:
     steps = ckpt.all_steps()
     if not steps:
-      raise FileNotFoundError(f"{ckpt.directory} holds no checkpoint; train first "
-                              f"(p2p-train --config=... --workdir={workdir}).")
+      raise (ckpt.no_intact() if ckpt.damaged_steps() else CheckpointError(
+          f"{ckpt.directory} holds no checkpoint; train first (p2p-train --config=... "
+          f"--workdir={workdir})."))
     if step is not None and step not in steps:
-      raise FileNotFoundError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
-                              f"{sorted(steps)}.")
-    step = max(steps) if step is None else step
-    config = train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
-    nets = build_networks(config, steps_per_epoch=1)
-    one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
-    abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,
-                                                     config.data.model_channels()), one_device)
-    state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
+      raise CheckpointError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
+                            f"{sorted(steps)}.")
+    if step is None:
+      _, (config, nets, state) = ckpt.newest_intact(lambda s: _restore(ckpt, s, workdir),
+                                                    quarantine=False)
+    else:
+      try:
+        config, nets, state = _restore(ckpt, step, workdir)
+      except DamagedCheckpoint as e:
+        raise CheckpointError(f"In {ckpt.directory}, {e}; pick another step of {steps}, or "
+                              f"leave the step out for the newest intact one.") from None
   finally:
     ckpt.close()
   ema = ema and state.g_ema is not None
@@ -43,3 +50,14 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
   logging.info("Loaded %s at step %d%s.", workdir, int(state.step), " (EMA weights)" if ema else "")
   return Generator(nets.generator, variables, config.data.image_size, int(state.step), ema,
                    config.data)
+
+
+def _restore(ckpt: Checkpointer, step: int, workdir: str | os.PathLike) -> tuple[Any, Any, Any]:
+  """(config, networks, state) of one checkpoint, restored on one device and verified."""
+  config = train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
+  nets = build_networks(config, steps_per_epoch=1)
+  one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
+  abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,
+                                                   config.data.model_channels()), one_device)
+  state, _ = ckpt.restore(abstract, step)  # any device count wrote it; one device reads it
+  return config, nets, state

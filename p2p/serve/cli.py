@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from p2p import cli
 from p2p.serve.engine import DEFAULT_MAX_PIXELS
@@ -60,17 +60,16 @@ def port_in_use(host: str, port: int) -> bool:
 
 def main(argv: list[str]) -> None:
   """Loads the run, builds the page and serves it until interrupted."""
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.check_args(argv)
   os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
   host, port = _HOST.value, _PORT.value or free_port(_HOST.value)
   if port_in_use(host, port):
-    sys.exit(f"error: port {port} on {host} is in use (another p2p-serve?); pass --port=N, or "
+    cli.fail(f"port {port} on {host} is in use (another p2p-serve?); pass --port=N, or "
              f"--port=0 for any free port.")
   try:
     import gradio  # noqa: F401
   except ImportError:
-    sys.exit(f"error: {INSTALL_HINT}")
+    cli.fail(INSTALL_HINT)
   cli.quiet_library_logs()
   logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
   import p2p
@@ -78,10 +77,7 @@ def main(argv: list[str]) -> None:
   from p2p.serve import examples, info
   from p2p.serve.engine import Engine
 
-  try:
-    gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
   engine = Engine(gen, max_pixels=_MAX_PIXELS.value, seed=_SEED.value)
   logging.info("Compiled the one-tile sampler in %.1f s.", engine.warm_up())
   config = info.run_config(_WORKDIR.value, gen.step)
@@ -101,7 +97,7 @@ def main(argv: list[str]) -> None:
         quiet=True, theme=page.theme(), css=page.CSS, allowed_paths=[str(engine.out_dir)],
         max_file_size=page.MAX_FILE_SIZE, footer_links=["api", "settings"])
   except OSError as e:
-    sys.exit(f"error: could not listen on {host}:{port} ({e}); pass another --port.")
+    cli.fail(f"could not listen on {host}:{port} ({e}); pass another --port.")
   print(f"p2p-serve: {url} serves {_WORKDIR.value} (step {gen.step})"
         + (f"; public link {share_url}" if share_url else "") + ". Ctrl+C stops it.", flush=True)
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as on Ctrl+C, files removed

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from p2p.data.errors import DataError
+from p2p.errors import UserError
 from p2p.data.images import display
 from p2p.data.io import default_suffix, write_image
 from p2p.data.values import to_8bit, value_range
@@ -29,7 +30,7 @@ DEFAULT_MAX_PIXELS = 4_000_000
 KEEP_OUTPUTS_S = 3600  # result files older than this are deleted when a new one is written
 
 
-class ServeError(ValueError):
+class ServeError(UserError):
   """A bad request, said in one line for the page (the server carries on)."""
 
 

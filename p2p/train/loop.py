@@ -12,14 +12,14 @@ import jax
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from p2p import compat
-from p2p.config import ConfigError, TrainConfig
+from p2p.config import TrainConfig
 from p2p.data.pipeline import make_iterator, make_split, resolve, train_dataset
 from p2p.data.resident import ResidentIterator
 from p2p.train import distributed, hostmem, parallel
-from p2p.train.checkpoint import Checkpointer
+from p2p.train.checkpoint import Checkpointer, CheckpointError
 from p2p.train.monitor import MetricsLogger, NonFiniteLoss, Validator
 from p2p.train.preemption import PreemptionGuard
+from p2p.train.resume import restore_run
 from p2p.train.state import TrainState, abstract_state, build_networks, create_train_state
 from p2p.train.step import compile_step, precompile
 from p2p.train.writers import Writer, create_writer
@@ -95,22 +95,15 @@ def _compile_steps(config: TrainConfig, nets: Any, mesh: Any, abstract: TrainSta
 
 def _restore_or_create(config: TrainConfig, nets: Any, mesh: Any, ckpt: Checkpointer,
                        data_iter: Any, config_dict: dict, abstract: TrainState) -> TrainState:
-  """The newest checkpoint's state (and data position) if there is one, else a fresh state."""
+  """The newest intact checkpoint's state (and data position) if there is one, else a fresh state.
+
+  A run folder whose only checkpoints were found damaged never silently starts over.
+  """
   if ckpt.latest_step() is None:
+    if ckpt.damaged_steps():
+      raise ckpt.no_intact()
     return create_train_state(nets, config, mesh)
-  try:
-    saved = compat.upgrade(ckpt.read_config(), resume=True, where=str(ckpt.directory))
-  except compat.RemovedOption as e:
-    raise ConfigError(str(e)) from None
-  saved_ema = float(saved.get("optim", {}).get("ema_decay", 0.0))
-  if bool(saved_ema) != bool(config.optim.ema_decay):
-    raise ConfigError(f"{ckpt.directory} was trained with optim.ema_decay={saved_ema}, so its "
-                      f"state {'has a' if saved_ema else 'has no'} weight average; resume with "
-                      f"--config.optim.ema_decay={saved_ema or 0} or start a new --workdir.")
-  state, _ = ckpt.restore(abstract, data_iter=data_iter)
-  _warn_config_changes(saved, config_dict)
-  logging.info("Resumed from %s at step %d.", ckpt.directory, int(state.step))
-  return state
+  return restore_run(ckpt, abstract, config_dict, data_iter)
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
@@ -157,16 +150,28 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
       distributed.barrier("p2p_train_end")
       return RunResult(step, reason, workdir, ckpt.latest_step(), validate.history)
     except NonFiniteLoss as e:
-      last = ckpt.latest_step()
       raise NonFiniteLoss(
           f"{e} Training stopped without saving; the last good checkpoint is "
-          f"{'step ' + str(last) if last is not None else 'none'} in {ckpt.directory}. "
-          f"Lower optim.learning_rate or check the data, then run again to resume.") from None
+          f"{_newest_verified(ckpt, abstract)} in {ckpt.directory}. Lower "
+          f"optim.learning_rate or check the data, then run again to resume from it.") from None
     finally:
       writer.close()
   finally:
     ckpt.close()
     data_iter.close()
+
+
+def _newest_verified(ckpt: Checkpointer, abstract: TrainState) -> str:
+  """'step N' for the newest checkpoint that restores and passes its checksums, or 'none'.
+
+  Damaged ones are moved aside, so that the resume this message asks for starts from step N.
+  """
+  if ckpt.latest_step() is None:
+    return "none"
+  try:
+    return f"step {ckpt.newest_intact(lambda s: ckpt.restore(abstract, s), quarantine=True)[0]}"
+  except CheckpointError:
+    return "none (every checkpoint is damaged)"
 
 
 def _steps_this_call(step: int, steps_per_call: int, steps_per_epoch: int, total: int) -> int:
@@ -276,14 +281,3 @@ def _save_after_crash(step: int, state: TrainState, pending: tuple | None, logge
                   "command to resume.", step)
   except Exception as e:  # noqa: BLE001 - the original error is the one to report.
     logging.error("Could not save step %d after the error (%s).", step, e)
-
-
-def _warn_config_changes(saved: dict, current: dict, prefix: str = "") -> None:
-  """Logs every field that differs between the checkpoint's config and this run's."""
-  for key in sorted(set(saved) | set(current)):
-    a, b = saved.get(key), current.get(key)
-    a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))  # JSON keeps tuples as lists
-    if isinstance(a, dict) and isinstance(b, dict):
-      _warn_config_changes(a, b, f"{prefix}{key}.")
-    elif a != b:
-      logging.warning("Config %s%s changed since the checkpoint: %r -> %r.", prefix, key, a, b)

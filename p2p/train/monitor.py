@@ -12,6 +12,7 @@ import numpy as np
 
 from p2p.config import TrainConfig
 from p2p.data.errors import DataError
+from p2p.errors import UserError
 from p2p.data.images import triplets
 from p2p.data.pipeline import eval_dataset, make_split
 from p2p.infer.sample import Generator, sample
@@ -19,7 +20,7 @@ from p2p.train.state import TrainState, generator_params
 from p2p.train.writers import Writer
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(UserError, RuntimeError):
   """A loss became NaN or infinite; the run stopped without saving the bad state."""
 
 

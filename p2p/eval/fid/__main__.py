@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from p2p import cli
 from p2p.eval.fid import weights
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in result.items()))
   except (weights.FidWeightsMissing, weights.FidWeightsError, ConnectionError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(str(e))
 
 
 if __name__ == "__main__":
