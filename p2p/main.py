@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
@@ -23,7 +25,28 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "Multi-host: this process's
 _CACHE = flags.DEFINE_string("compilation_cache_dir", cli.default_cache_dir(),
                              "Persistent XLA compilation cache ('' = off): resumed and repeated "
                              "runs start in about a second instead of compiling again.")
+_PEER_TIMEOUT = flags.DEFINE_integer("peer_timeout", 60, "Multi-host: seconds after which a "
+                                     "silent peer process counts as lost; every other process "
+                                     "then stops, naming it (relaunch to resume).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def last_complete_checkpoint(workdir: str) -> str:
+  """'step N' of the newest finished checkpoint folder (a directory scan), or 'none'."""
+  steps = [int(p.name) for p in (Path(workdir) / "checkpoints").glob("*")
+           if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists()]
+  return f"step {max(steps)}" if steps else "none"
+
+
+def lost_peer_message(workdir: str, num_processes: int) -> Callable[[list[int]], str]:
+  """The one line a process prints when peers are gone."""
+  def message(lost: list[int]) -> str:
+    names = ", ".join(str(i) for i in lost)
+    return (f"lost process {names} of {num_processes} (killed, crashed or unreachable for "
+            f"--peer_timeout={_PEER_TIMEOUT.value} s); this process stops too. Relaunch every "
+            f"process with the same command: the run resumes from its last complete "
+            f"checkpoint ({last_complete_checkpoint(workdir)} now).")
+  return message
 
 
 def main(argv: list[str]) -> None:
@@ -33,18 +56,31 @@ def main(argv: list[str]) -> None:
   cli.use_compilation_cache(_CACHE.value)
   from p2p.train import distributed
   try:
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _PEER_TIMEOUT.value)
   except ValueError as e:
     cli.fail(str(e))
   import jax
+  watch = None
+  if jax.process_count() > 1:
+    from p2p.train.peers import PeerWatch
+    watch = PeerWatch(jax.process_count(),
+                      lost_peer_message(_WORKDIR.value, jax.process_count())).start()
   if jax.process_index() > 0:
     logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
   from p2p.config import train_config
   from p2p.train.loop import train_and_evaluate
   config = train_config(cli.config_value(_CONFIG))  # expected failures: one line, exit 2
   cli.check_writable(_WORKDIR.value, "--workdir", folder=True)
-  result = train_and_evaluate(config, _WORKDIR.value,
-                              progress=_PROGRESS.value and sys.stderr.isatty())
+  try:
+    result = train_and_evaluate(config, _WORKDIR.value,
+                                progress=_PROGRESS.value and sys.stderr.isatty())
+  except Exception:
+    if watch is not None and watch.wait_for_loss(_PEER_TIMEOUT.value + 10):
+      watch.exit()  # a collective failed because a peer is gone: say so, not a traceback
+    raise
+  if watch is not None:
+    watch.stop()
   if jax.process_index() > 0:
     return
   done = {"finished": "Training finished", "max_steps": "Stopped at max_steps",

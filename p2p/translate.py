@@ -85,7 +85,8 @@ def main(argv: list[str]) -> None:
   jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
   if jobs[0][2]:
     check_format(jobs[0][1], _FORMAT.value)
-  cli.check_writable(jobs[0][1], "--output", folder=not jobs[0][2])
+  named = jobs[0][2]
+  cli.check_writable(jobs[0][1] if named else jobs[0][1].parent, "--output", folder=not named)
   gen = p2p.load(_WORKDIR.value, _STEP.value)
   failed = []
   for i, (source, target, is_named) in enumerate(jobs):

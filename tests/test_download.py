@@ -179,7 +179,7 @@ def test_cli_error_is_one_line(tmp_path):
       [sys.executable, "-m", "p2p.data.download", "--out", str(tmp_path / "data"),
        "--url", "http://127.0.0.1:9/maps.tar.gz", "--timeout", "2"],
       capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert result.stderr.startswith("error: Could not download http://127.0.0.1:9/maps.tar.gz")
   assert "Traceback" not in result.stderr
 

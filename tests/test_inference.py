@@ -15,6 +15,7 @@ from p2p.data.images import load_image
 from p2p.data.transforms import tile_starts
 from p2p.infer.sample import Generator
 from p2p.models import UNetGenerator
+from p2p.train.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +36,12 @@ def test_load_newest_or_given_step(run, gen):
   assert (gen.step, gen.image_size, gen.data.direction) == (8, 32, "BtoA")
   assert (gen.channels, gen.ranges, gen.output_dtype) == ((3, 3), ((0, 255), (0, 255)), "uint8")
   assert p2p.load(run, step=4).step == 4
-  with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 5.*\[4, 8\]"):
+  with pytest.raises(CheckpointError, match=r"no checkpoint of step 5.*\[4, 8\]"):
     p2p.load(run, step=5)
 
 
 def test_load_without_checkpoint_says_train_first(tmp_path):
-  with pytest.raises(FileNotFoundError, match="holds no checkpoint; train first"):
+  with pytest.raises(CheckpointError, match="holds no checkpoint; train first"):
     p2p.load(tmp_path)
 
 

@@ -103,7 +103,7 @@ def test_float_values_outside_unit_need_a_range(tmp_path, capsys):
   bad = root / "train" / "B" / "2.npy"
   np.save(bad, np.linspace(-0.25, 1.5, H * W, dtype=np.float32).reshape(H, W, 1))
   code, found, out = inspect(tmp_path, capsys, root)
-  assert code == 1 and "[-0.25, 1.5]" in out
+  assert code == 2 and "[-0.25, 1.5]" in out
   fails_like_training(out, root, bad)
   assert found["ranges"]["b"]["required"] and found["ranges"]["a"] is None
   assert "--config.data.b_range='(-0.25, 1.5)'" in found["command"]
@@ -117,7 +117,7 @@ def test_unmatched_names_listed_per_side(tmp_path, capsys):
     write_image(root / "train" / "A" / name, image("png_gray16", 7))
   write_image(root / "train" / "B" / "y1.png", image("png_gray16", 8))
   code, found, out = inspect(tmp_path, capsys, root)
-  assert code == 1 and found["splits"]["train"]["unmatched"] == {"a": ["x1.png", "x2.png"],
+  assert code == 2 and found["splits"]["train"]["unmatched"] == {"a": ["x1.png", "x2.png"],
                                                                  "b": ["y1.png"]}
   assert "2 A file(s) without a partner: x1.png, x2.png" in out
   assert "1 B file(s) without a partner: y1.png" in out
@@ -129,7 +129,7 @@ def test_mixed_channels_named(tmp_path, capsys):
   odd = root / "train" / "B" / "3.png"
   write_image(odd, np.repeat(image("png_gray16", 3), 3, axis=-1))
   code, found, out = inspect(tmp_path, capsys, root)
-  assert code == 1 and found["splits"]["train"]["b"]["kinds"] == {"1 x uint16": 3,
+  assert code == 2 and found["splits"]["train"]["b"]["kinds"] == {"1 x uint16": 3,
                                                                   "3 x uint16": 1}
   fails_like_training(out, root, odd)
 
@@ -138,7 +138,7 @@ def test_size_mismatch_names_both_files(tmp_path, capsys):
   root = write(tmp_path / "data", "folders", "png_gray16", {"train": 3, "val": 2})
   write_image(root / "train" / "B" / "2.png", image("png_gray16", 2, (H, W + 2)))
   code, found, out = inspect(tmp_path, capsys, root)
-  assert code == 1 and [b["pair"] for b in found["splits"]["train"]["bad"]] == ["2"]
+  assert code == 2 and [b["pair"] for b in found["splits"]["train"]["bad"]] == ["2"]
   fails_like_training(out, root, root / "train" / "B" / "2.png")
   assert str(root / "train" / "A" / "2.png") in found["splits"]["train"]["bad"][0]["error"]
 
@@ -151,7 +151,7 @@ def test_unreadable_files_each_listed(tmp_path, capsys, content, why):
     path.write_bytes(content)
   code, found, out = inspect(tmp_path, capsys, root)
   listed = found["splits"]["train"]["bad"]
-  assert code == 1 and [b["pair"] for b in listed] == ["2", "4"]
+  assert code == 2 and [b["pair"] for b in listed] == ["2", "4"]
   assert all(str(path) in b["error"] and why in b["error"] for path, b in zip(bad, listed))
   assert all(f"bad pair {b['pair']}: {b['error']}" in out for b in listed)
   fails_like_training(out, root, bad[0])
@@ -165,7 +165,7 @@ def test_one_pixel_image(tmp_path, capsys):
   for side in "AB":
     write_image(root / "train" / side / "3.jpg", np.zeros((1, 1, 3), np.uint8))
   code, found, out = inspect(tmp_path, capsys, root)
-  assert code == 1 and "1x1" in out
+  assert code == 2 and "1x1" in out
   fails_like_training(out, root, root / "train" / "A" / "3.jpg")
 
 
@@ -174,7 +174,7 @@ def test_one_pixel_image(tmp_path, capsys):
 def test_images_smaller_than_the_crop(tmp_path, capsys, fields):
   root = make_dataset(tmp_path / "maps", {"train": 3, "val": 2}, height=40)  # side-by-side JPEG
   code, found, out = inspect(tmp_path, capsys, root, *(f"--{k}={v}" for k, v in fields.items()))
-  assert code == 1 and found["layout"]["kind"] == "side_by_side" and "64 px" in out
+  assert code == 2 and found["layout"]["kind"] == "side_by_side" and "64 px" in out
   assert len(found["splits"]["train"]["bad"]) == 3
   fails_like_training(out, root, root / "train" / "1.jpg", **fields)
 
@@ -197,7 +197,7 @@ def test_bad_flags_exit_2(tmp_path, capsys, flags, message):
 
 def test_missing_folder(tmp_path, capsys):
   code, found, out = inspect(tmp_path, capsys, tmp_path / "nope")
-  assert code == 1 and not found["ok"]
+  assert code == 2 and not found["ok"]
   fails_like_training(out, tmp_path / "nope", tmp_path / "nope")
 
 
@@ -213,7 +213,7 @@ def test_module_entry_point_exit_code(tmp_path):
   (root / "train" / "2.jpg").write_bytes(b"garbage")
   run = subprocess.run([sys.executable, "-m", "p2p.data.inspect", str(root), *SMALL],
                        capture_output=True, text=True, timeout=120)
-  assert run.returncode == 1, run.stderr
+  assert run.returncode == 2, run.stderr
   fails_like_training(run.stderr, root, root / "train" / "2.jpg")
   assert "Traceback" not in run.stdout + run.stderr
   assert f"bad pair 2.jpg: {root / 'train' / '2.jpg'}" in run.stdout

@@ -174,7 +174,7 @@ def test_training_on_a_malformed_dataset_stops_with_one_line(tmp_path):
                            f"--workdir={tmp_path / 'run'}", f"--config.data.data_dir={root}"],
                           capture_output=True, text=True, timeout=120,
                           cwd=__import__("pathlib").Path(__file__).parents[1])
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert "error: " in result.stderr and "only in A (first 5: ['a1.png'])" in result.stderr
   assert "Traceback" not in result.stderr + result.stdout
 

@@ -152,7 +152,7 @@ def test_second_server_on_a_busy_port_says_so(server):
   port = server[1].rstrip("/").rsplit(":", 1)[1]
   done = subprocess.run([sys.executable, "-m", "p2p.serve", "--workdir=unused", f"--port={port}"],
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert done.returncode == 1
+  assert done.returncode == 2
   assert done.stderr.strip().splitlines() == [
       f"error: port {port} on 127.0.0.1 is in use (another p2p-serve?); pass --port=N, or "
       f"--port=0 for any free port."]
@@ -163,7 +163,7 @@ def test_without_gradio_it_names_the_extra():
           "from p2p.serve.cli import run; run()")
   done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                         timeout=120)
-  assert done.returncode == 1
+  assert done.returncode == 2
   assert "pip install -e '.[serve]'" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -27,8 +27,12 @@ def detected_cluster() -> bool:
 
 
 def initialize(coordinator_address: str = "", num_processes: int = 0,
-               process_id: int = -1) -> bool:
-  """Joins the multi-process run if there is one; returns whether it did. Call it first."""
+               process_id: int = -1, peer_timeout_s: int = 60) -> bool:
+  """Joins the multi-process run if there is one; returns whether it did. Call it first.
+
+  peer_timeout_s: a process that sends no heartbeat for this long counts as lost. Tasks are
+  recoverable: a lost peer does not abort the others (peers.PeerWatch stops them, naming it).
+  """
   coordinator = coordinator_address or os.environ.get("P2P_COORDINATOR_ADDRESS", "")
   num_processes = num_processes or _env_int("P2P_NUM_PROCESSES", 0)
   process_id = process_id if process_id >= 0 else _env_int("P2P_PROCESS_ID", -1)
@@ -39,13 +43,15 @@ def initialize(coordinator_address: str = "", num_processes: int = 0,
     return False
   # Cross-process collectives on the CPU backend (harmless for GPU runs).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.config.update("jax_enable_recoverability", True)
   if coordinator:
     if num_processes < 1 or not 0 <= process_id < num_processes:
       raise ValueError(f"--coordinator_address={coordinator} needs --num_processes >= 1 and "
                        f"0 <= --process_id < num_processes (got {num_processes}, {process_id}).")
-    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
-  else:
-    jax.distributed.initialize()  # SLURM / Open MPI: everything from the environment
+    jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id,
+                               heartbeat_timeout_seconds=peer_timeout_s)
+  else:  # SLURM / Open MPI: everything from the environment
+    jax.distributed.initialize(heartbeat_timeout_seconds=peer_timeout_s)
   logging.info("Process %d of %d; %d local and %d global devices.", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
   return True
