@@ -8,10 +8,12 @@
 #
 # config.batch_size is the global batch: a multiple of P. SIGTERM/SIGINT to this script go to
 # every process (they stop at the same step and checkpoint); the exit status is the first
-# failure's. Run it again to resume. P2P_PORT picks the coordinator port (default: a free one).
+# failure's, and each process that failed is named. A process that is killed makes the others
+# stop within --peer_timeout (docs/training.md). Run it again to resume. P2P_PORT picks the
+# coordinator port (default: a free one).
 set -uo pipefail
 if [[ $# -lt 3 ]]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 processes=$1 config=$2 workdir=$3
@@ -27,13 +29,19 @@ for ((i = 0; i < processes; i++)); do
   pids+=($!)
 done
 trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM INT
-status=0
+status=0 i=0
 for pid in "${pids[@]}"; do
   while true; do
     wait "$pid"
     code=$?
     kill -0 "$pid" 2>/dev/null || break  # still running: wait was cut short by a signal
   done
-  [[ $code -ne 0 && $status -eq 0 ]] && status=$code
+  if [[ $code -ne 0 ]]; then
+    why="exited with status $code"
+    ((code > 128)) && why="was ended by SIG$(kill -l $((code - 128)))"
+    echo "launch: process $i (pid $pid) $why" >&2
+    [[ $status -eq 0 ]] && status=$code
+  fi
+  i=$((i + 1))
 done
 exit $status

@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import jax
@@ -98,42 +101,76 @@ def restored_params(workdir: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def straight_params(maps, tmp_path_factory) -> list[np.ndarray]:
-  """G's variables (restored_params) after 4 steps on one device, with no interruption."""
+  """G's variables (restored_params) after 6 steps on one device, with no interruption."""
   workdir = tmp_path_factory.mktemp("straight") / "run"
-  train_cli(workdir, maps, 4)
+  train_cli(workdir, maps, 6)
   return restored_params(workdir)
 
 
-@pytest.mark.parametrize("first, then", [(FOUR_DEVICES, {}), ({}, FOUR_DEVICES)],
-                         ids=["4to1", "1to4"])
-def test_checkpoint_restores_on_another_device_count(maps, straight_params, tmp_path, first,
-                                                     then):
-  train_cli(tmp_path / "run", maps, 2, first)
-  train_cli(tmp_path / "run", maps, 4, then)
-  assert Checkpointer(tmp_path / "run").all_steps() == [2, 4]
+def test_checkpoint_restores_on_another_device_count(maps, straight_params, tmp_path):
+  """4 devices -> 1 -> 4: each resume reads a checkpoint another device count wrote."""
+  for steps, env in ((2, FOUR_DEVICES), (4, {}), (6, FOUR_DEVICES)):
+    train_cli(tmp_path / "run", maps, steps, env)
+  assert Checkpointer(tmp_path / "run").all_steps() == [2, 4, 6]
   params = restored_params(tmp_path / "run")
   assert len(params) == len(straight_params)
   for a, b in zip(params, straight_params):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_two_processes_train_checkpoint_and_resume(maps, tmp_path):
-  workdir = tmp_path / "mp"
+def metric_steps(workdir: Path) -> list[int]:
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  rows = [json.loads(line) for line in lines if line.endswith("}")]  # one may be half-written
+  return [r["step"] for r in rows if "l1_loss" in r]
 
-  def launch(*flags: str) -> None:
-    result = subprocess.run(
-        ["bash", "launch/multiprocess_cpu.sh", "2", "configs/rf70_resize.py:tiny", str(workdir),
-         f"--config.data.data_dir={maps}", "--config.batch_size=2", "--noprogress", *flags],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+def test_two_processes_train_resume_and_survive_a_lost_peer(maps, tmp_path):
+  """Two processes on loopback: per-process data positions, resume; then process 1 is
+  SIGKILLed mid-run: process 0 stops within --peer_timeout naming it, and a relaunch resumes
+  from the last complete checkpoint with every step logged once."""
+  workdir = tmp_path / "mp"
+  command = ["bash", "launch/multiprocess_cpu.sh", "2", "configs/rf70_resize.py:tiny",
+             str(workdir), f"--config.data.data_dir={maps}", "--config.batch_size=2",
+             "--noprogress", "--peer_timeout=10", "--config.checkpoint_every_epochs=1"]
+
+  def launch(*flags: str) -> str:
+    result = subprocess.run([*command, *flags], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stderr
 
   launch("--config.num_epochs=1")  # 4 pairs per process at local batch 1: 4 steps
   files = sorted(p.name for p in (workdir / "checkpoints" / "4" / "data").glob("*.json"))
   assert files == ["process_0-of-2.json", "process_1-of-2.json"]
   launch("--config.num_epochs=2")
   assert Checkpointer(workdir).all_steps() == [4, 8]
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [r["step"] for r in rows if "l1_loss" in r] == [2, 4, 6, 8]  # process 0 writes alone
+  assert metric_steps(workdir) == [2, 4, 6, 8]  # process 0 writes alone
+
+  log = tmp_path / "killed.log"
+  with log.open("w") as out:
+    run = subprocess.Popen([*command, "--config.num_epochs=500", "--config.max_steps=0"],
+                           cwd=ROOT, text=True, stdout=out, stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 300
+  while max(metric_steps(workdir)) < 14 and time.monotonic() < deadline and run.poll() is None:
+    time.sleep(0.2)
+  victim = subprocess.run(["pgrep", "-f", f"workdir={workdir} .*--process_id=1"],
+                          capture_output=True, text=True).stdout.split()
+  assert len(victim) == 1, victim
+  os.kill(int(victim[0]), signal.SIGKILL)
+  killed = time.monotonic()
+  run.wait(timeout=120)
+  assert time.monotonic() - killed < 40  # --peer_timeout=10, plus detection
+  err = log.read_text()
+  assert run.returncode != 0
+  lost = re.search(r"error: lost process 1 of 2 .*last complete checkpoint \(step (\d+) now\)",
+                   err)
+  assert lost, err[-3000:]
+  assert "launch: process 1 (pid " in err and "SIGKILL" in err
+  resumed_from = int(lost.group(1))
+  err = launch("--config.num_epochs=500", "--config.max_steps=24")  # stopped at step 24 (safe)
+  assert f"at step {resumed_from}." in err and "Resumed from" in err
+  assert Checkpointer(workdir).latest_step() == 24
+  assert metric_steps(workdir) == list(range(2, 25, 2))  # nothing lost, nothing twice
 
 
 def test_bfloat16_losses_track_float32(maps, tmp_path):

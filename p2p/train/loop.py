@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from p2p.config import TrainConfig
 from p2p.data.pipeline import make_iterator, make_split, resolve, train_dataset
 from p2p.data.resident import ResidentIterator
-from p2p.train import distributed, hostmem, parallel
+from p2p.train import distributed, hostmem, parallel, peers
 from p2p.train.checkpoint import Checkpointer, CheckpointError
 from p2p.train.monitor import MetricsLogger, NonFiniteLoss, Validator
 from p2p.train.preemption import PreemptionGuard
@@ -148,6 +148,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
                            lambda step, state: ckpt.save(step, state, data_iter, config_dict),
                            on_step, progress)
       distributed.barrier("p2p_train_end")
+      peers.run_ended()
       return RunResult(step, reason, workdir, ckpt.latest_step(), validate.history)
     except NonFiniteLoss as e:
       raise NonFiniteLoss(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 LOST_PEER_EXIT = 2
 _INTERVAL_S = 3.0
+_active: list[PeerWatch] = []
 
 
 def _live(ids: list[int]) -> set[int]:
@@ -40,6 +41,7 @@ class PeerWatch:
 
   def start(self) -> PeerWatch:
     """Starts watching; returns self."""
+    _active.append(self)
     self._thread.start()
     return self
 
@@ -69,3 +71,10 @@ class PeerWatch:
     print(f"error: {self.message(self.lost)}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(LOST_PEER_EXIT)
+
+
+def run_ended() -> None:
+  """Stops every watch: called once all processes passed the run's last collective, since
+  from then on a peer that exits first has simply finished."""
+  for watch in _active:
+    watch.stop()
