@@ -3,9 +3,10 @@ GeoTIFF tags kept) and .npy arrays, always as H x W x C arrays in the file's own
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ class ImageInfo:
   width: int
   channels: int
   dtype: str
+
+
+@contextlib.contextmanager
+def pillow_unlimited() -> Iterator[None]:
+  """Lifts Pillow's decompression-bomb limit (179 MP) where p2p checked the size itself
+  (headers, and inputs within --max_pixels)."""
+  from PIL import Image
+  limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+  try:
+    yield
+  finally:
+    Image.MAX_IMAGE_PIXELS = limit
 
 
 def is_image(path: str | os.PathLike) -> bool:
@@ -149,7 +162,7 @@ def probe(path: str | os.PathLike) -> ImageInfo:
       if depth == 16:
         return ImageInfo(height, width, _PNG_CHANNELS.get(colour, 3), "uint16")
     from PIL import Image
-    with Image.open(path) as image:
+    with pillow_unlimited(), Image.open(path) as image:  # the header only: any size is safe
       mode, (width, height) = image.mode, image.size
       if mode in ("P", "PA"):
         channels = 4 if mode == "PA" or "transparency" in image.info else 3

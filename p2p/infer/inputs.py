@@ -9,7 +9,7 @@ import numpy as np
 
 from p2p.data.errors import DataError
 from p2p.data.folder import adapt_channels
-from p2p.data.io import SUFFIXES, probe, read_image
+from p2p.data.io import SUFFIXES, pillow_unlimited, probe, read_image
 
 
 def check_pixels(path: str | os.PathLike, max_pixels: int, flag: str = "--max_pixels") -> None:
@@ -28,9 +28,11 @@ def read_input(path: str | os.PathLike, max_pixels: int = 0,
   if path.suffix.lower() not in SUFFIXES:
     raise DataError(f"{path.name}: p2p reads {' '.join(SUFFIXES)} images, not "
                     f"{path.suffix or 'files without a suffix'}; convert it to PNG or TIFF.")
-  if max_pixels > 0:
-    check_pixels(path, max_pixels, flag)
-  return read_image(path)
+  if max_pixels <= 0:
+    return read_image(path)
+  check_pixels(path, max_pixels, flag)
+  with pillow_unlimited():  # within the limit the user chose
+    return read_image(path)
 
 
 def model_input(image: np.ndarray, channels: int, source: object) -> np.ndarray:

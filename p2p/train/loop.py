@@ -19,7 +19,7 @@ from p2p.train import distributed, hostmem, parallel, peers
 from p2p.train.checkpoint import Checkpointer, CheckpointError
 from p2p.train.monitor import MetricsLogger, NonFiniteLoss, Validator
 from p2p.train.preemption import PreemptionGuard
-from p2p.train.resume import restore_run
+from p2p.train.resume import newest_usable_step, restore_run
 from p2p.train.state import TrainState, abstract_state, build_networks, create_train_state
 from p2p.train.step import compile_step, precompile
 from p2p.train.writers import Writer, create_writer
@@ -130,13 +130,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
   config_dict = dataclasses.asdict(config)
   ckpt = Checkpointer(workdir, config.max_checkpoints_to_keep)
   try:
-    latest = ckpt.latest_step()
-    if latest is not None and latest >= schedule.total_steps:
-      logging.info("%s already holds the final step %d; nothing to train.", workdir, latest)
-      return RunResult(latest, schedule.reason(latest), workdir, latest, [])
     abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,
                                                      config.data.model_channels()),
                                       parallel.replicated(mesh))  # fresh or restored
+    latest = ckpt.latest_step()
+    if latest is not None and latest >= schedule.total_steps and (
+        newest_usable_step(ckpt, abstract, config_dict) >= schedule.total_steps):
+      logging.info("%s already holds the final step %d; nothing to train.", workdir, latest)
+      return RunResult(latest, schedule.reason(latest), workdir, latest, [])
     step_fns = _compile_steps(config, nets, mesh, abstract)
     state = _restore_or_create(config, nets, mesh, ckpt, data_iter, config_dict, abstract)
     hostmem.trim_heap()  # and the initialiser's (or the restore's) scratch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from p2p import compat
@@ -50,11 +51,11 @@ def incompatible(changes: list[tuple[str, Any, Any]], where: str, saved_shapes: 
       f"(drop these overrides).")
 
 
-def restore_run(ckpt: Checkpointer, abstract: Any, config_dict: dict, data_iter: Any) -> Any:
-  """The newest intact checkpoint's state (data_iter repositioned to it), checked against the
-  config; damaged checkpoints are moved aside on the way."""
+def _attempt(ckpt: Checkpointer, abstract: Any, config_dict: dict,
+             data_iter: Any) -> Callable[[int], tuple[list, Any]]:
+  """Reads one step for resuming: config checked against this run's, state verified."""
 
-  def attempt(step: int) -> tuple[dict, Any]:
+  def attempt(step: int) -> tuple[list, Any]:
     try:
       saved = compat.upgrade(ckpt.read_config(step), resume=True, where=str(ckpt.directory))
     except compat.RemovedOption as e:
@@ -66,7 +67,19 @@ def restore_run(ckpt: Checkpointer, abstract: Any, config_dict: dict, data_iter:
     state, _ = ckpt.restore(abstract, step, data_iter=data_iter)
     return changes, state
 
-  step, (changes, state) = ckpt.newest_intact(attempt, quarantine=True)
+  return attempt
+
+
+def newest_usable_step(ckpt: Checkpointer, abstract: Any, config_dict: dict) -> int:
+  """The step a resume would start from (damaged checkpoints moved aside on the way)."""
+  return ckpt.newest_intact(_attempt(ckpt, abstract, config_dict, None), quarantine=True)[0]
+
+
+def restore_run(ckpt: Checkpointer, abstract: Any, config_dict: dict, data_iter: Any) -> Any:
+  """The newest intact checkpoint's state (data_iter repositioned to it), checked against the
+  config; damaged checkpoints are moved aside on the way."""
+  step, (changes, state) = ckpt.newest_intact(_attempt(ckpt, abstract, config_dict, data_iter),
+                                              quarantine=True)
   for name, old, new in changes:
     logging.warning("Config %s changed since the checkpoint: %r -> %r.", name, old, new)
   logging.info("Resumed from %s at step %d.", ckpt.directory, step)
