@@ -102,11 +102,11 @@ def main(argv: list[str]) -> None:
     cli.fail(f"unknown protocol/baseline {bad}; protocols: {PROTOCOLS}, baselines: "
              f"{BASELINES} or none.")
   from p2p.eval.fid import FidWeightsMissing
+  gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
   out = cli.check_writable(_OUT.value or Path(_WORKDIR.value) / (
       "eval" if _STEP.value is None else f"eval_step_{_STEP.value}"), "--out", folder=True)
   if _JSON.value:
     cli.check_writable(_JSON.value, "--json")
-  gen = p2p.load(_WORKDIR.value, _STEP.value, ema=_EMA.value)
   protocols = _PROTOCOL.value or [gen.data.preprocess]
   if _IMAGE_SIZE.value:
     gen = dataclasses.replace(gen, image_size=_checked_size(_IMAGE_SIZE.value, gen))

@@ -85,9 +85,9 @@ def main(argv: list[str]) -> None:
   jobs = plan(Path(_INPUT.value), Path(_OUTPUT.value))
   if jobs[0][2]:
     check_format(jobs[0][1], _FORMAT.value)
+  gen = p2p.load(_WORKDIR.value, _STEP.value)
   named = jobs[0][2]
   cli.check_writable(jobs[0][1] if named else jobs[0][1].parent, "--output", folder=not named)
-  gen = p2p.load(_WORKDIR.value, _STEP.value)
   failed = []
   for i, (source, target, is_named) in enumerate(jobs):
     try:
@@ -110,7 +110,12 @@ def main(argv: list[str]) -> None:
         geotags = ()
       write_image(target, out, geotags=geotags)
     except (ValueError, OSError) as e:
-      logging.error("%s", cli.path_error(e) if isinstance(e, OSError) else e)
+      reason = cli.path_error(e) if isinstance(e, OSError) else str(e)
+      if source.name not in reason:
+        reason = f"{source}: {reason}"
+      if len(jobs) == 1:
+        cli.fail(reason)
+      logging.error("%s", reason)
       failed.append(source)
       continue
     print(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]}, {out.shape[-1]} x "

@@ -11,11 +11,13 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import p2p
 from p2p.config import ConfigError
 from p2p.data import synthetic
+from p2p.data.io import write_image
 from p2p.train.checkpoint import CheckpointError, Checkpointer
 from p2p.train.loop import NonFiniteLoss, train_and_evaluate
 from tests.test_train import assert_trees_equal, final_params, make_config
@@ -185,7 +187,20 @@ def test_cli_expected_failures_are_one_line_and_exit_2(maps, run, tmp_path):
   a_file = tmp_path / "file.txt"
   a_file.write_text("not a folder")
   image = huge_png(tmp_path / "huge.png", 30000, 30000)
+  deep = tmp_path / "gray16.png"
+  write_image(deep, np.full((64, 64, 1), 1000, np.uint16))
+  (tmp_path / "empty").mkdir()
+  train = ("p2p.main", "--config=configs/rf70_resize.py:tiny", f"--workdir={tmp_path / 'new'}")
   cases = {
+      "empty_data": (cli(*train, f"--config.data.data_dir={tmp_path / 'empty'}"),
+                     "does not exist (beside it: nothing)"),
+      "string_for_int": (cli(*train, f"--config.data.data_dir={maps}",
+                             "--config.model.ngf=abc"),
+                         "--config.model.ngf=abc: invalid literal for int()"),
+      "sixteen_bit": (cli("p2p.translate", f"--workdir={run}", f"--input={deep}",
+                          f"--output={tmp_path / 'photo.png'}"),
+                      f"error: {deep}: The image holds uint16 samples but this run was trained "
+                      f"on uint8 inputs"),
       "incompatible": (cli("p2p.main", "--config=configs/rf70_resize.py:tiny",
                            f"--workdir={copy(run, tmp_path)}", f"--config.data.data_dir={maps}",
                            "--config.model.ngf=16"),
@@ -211,6 +226,7 @@ def test_cli_expected_failures_are_one_line_and_exit_2(maps, run, tmp_path):
     assert message in err, (name, err[-2000:])
     assert "Traceback" not in err, name
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, name
+  assert not (tmp_path / "nothing").exists()  # a mistyped run folder is not created
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,6 +25,9 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
   is an error. A run trained with optim.ema_decay > 0 gives its averaged weights unless
   ema=False.
   """
+  if not (Path(workdir) / "checkpoints").is_dir():  # no folders made for a mistyped path
+    raise CheckpointError(f"{Path(workdir).resolve() / 'checkpoints'} holds no checkpoint; "
+                          f"train first (p2p-train --config=... --workdir={workdir}).")
   ckpt = Checkpointer(workdir)
   try:
     steps = ckpt.all_steps()
