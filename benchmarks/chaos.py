@@ -137,6 +137,9 @@ def main() -> None:
                       help="kills aimed at the moment a checkpoint save is in progress")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--epochs", type=int, default=12, help="4 steps each")
+  parser.add_argument("--max_delay", type=float, default=0.0,
+                      help="latest kill moment after a start, s (0: 0.8 x the straight run's "
+                           "time); with many kills, a long run and a short delay")
   parser.add_argument("--dir", default="", help="work folder (default: a temporary one)")
   parser.add_argument("--json", action="store_true", help="print only the JSON line")
   args = parser.parse_args()
@@ -149,7 +152,8 @@ def main() -> None:
   straight_s = run_to_end(command(data, root / "straight", args.epochs), log)
   rng = np.random.default_rng(args.seed)
   cmd = command(data, root / "chaos", args.epochs)
-  events = [kill_once(cmd, root / "chaos", log, rng, straight_s, args.sigkill_fraction,
+  window = args.max_delay / 0.8 if args.max_delay else straight_s
+  events = [kill_once(cmd, root / "chaos", log, rng, window, args.sigkill_fraction,
                       args.save_fraction) for _ in range(args.kills)]
   relaunches = sum(e["signal"] is not None for e in events)
   run_to_end(cmd, log)
