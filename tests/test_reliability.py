@@ -46,8 +46,8 @@ def run(maps, tmp_path_factory) -> Path:
   return workdir
 
 
-def copy(run: Path, tmp_path: Path) -> Path:
-  return Path(shutil.copytree(run, tmp_path / "run"))
+def copy(run: Path, tmp_path: Path, name: str = "run") -> Path:
+  return Path(shutil.copytree(run, tmp_path / name))
 
 
 def array_files(workdir: Path, step: int) -> list[Path]:
@@ -220,6 +220,16 @@ def test_cli_expected_failures_are_one_line_and_exit_2(maps, run, tmp_path):
       "missing_flag": (cli("p2p.translate", f"--workdir={run}"),
                        "error: --input and --output are required"),
   }
+  damaged = copy(run, tmp_path, "damaged")
+  truncate(damaged, 12)
+  healed = cli("p2p.main", "--config=configs/rf70_resize.py:tiny", f"--workdir={damaged}",
+               f"--config.data.data_dir={maps}", "--config.max_steps=0", "--config.batch_size=2",
+               "--config.data.preprocess=resize", "--config.num_epochs=4",
+               "--config.checkpoint_every_epochs=1", "--noprogress")
+  _, err = healed.communicate(timeout=300)
+  assert healed.returncode == 0, err[-3000:]
+  assert "Checkpoint 12 is damaged (unreadable" in err and "corrupt/12" in err
+  assert "Traceback" not in err and "Event loop is closed" not in err
   for name, (proc, message) in cases.items():
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, (name, err[-2000:])
@@ -234,7 +244,8 @@ def test_chaos_kills_leave_the_run_bitwise_equal_to_an_uninterrupted_one(tmp_pat
   """benchmarks/chaos.py, short: 5 kills (SIGTERM and SIGKILL, one aimed at a save)."""
   out = subprocess.run(
       [sys.executable, "benchmarks/chaos.py", "--kills=5", "--sigkill_fraction=0.4",
-       "--save_fraction=0.3", "--seed=3", "--epochs=4", f"--dir={tmp_path}", "--json"],
+       "--save_fraction=0.3", "--seed=3", "--epochs=4", "--max_delay=3", f"--dir={tmp_path}",
+       "--json"],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert out.returncode == 0 and result["ok"], out.stdout[-3000:]
