@@ -75,9 +75,9 @@ def main(argv: list[str]) -> None:
   try:
     result = train_and_evaluate(config, _WORKDIR.value,
                                 progress=_PROGRESS.value and sys.stderr.isatty())
-  except Exception:
+  except jax.errors.JaxRuntimeError:  # e.g. a collective whose peer is gone (gloo)
     if watch is not None and watch.wait_for_loss(_PEER_TIMEOUT.value + 10):
-      watch.exit()  # a collective failed because a peer is gone: say so, not a traceback
+      watch.exit()  # say which peer, instead of the collective's traceback
     raise
   if watch is not None:
     watch.stop()
