@@ -12,7 +12,6 @@ also moves it to checkpoints/corrupt/<step>/ so that it is never tried again.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
@@ -20,7 +19,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,17 +57,34 @@ def _sentence(text: str) -> str:
   return text[:1].upper() + text[1:]
 
 
-@contextlib.contextmanager
-def _quiet_unraisable() -> Iterator[None]:
-  """Orbax leaves a failed read's other coroutines unawaited; their 'Exception ignored'
-  tracebacks (printed when they are collected) go to the debug log instead of the terminal."""
-  hook = sys.unraisablehook
-  sys.unraisablehook = lambda u: logging.debug("Ignored after a failed read: %s", u.exc_value)
-  try:
-    yield
-  finally:
-    gc.collect()
-    sys.unraisablehook = hook
+def _read_debris(unraisable: Any) -> bool:
+  """Whether an unraisable error is what a failed Orbax read leaves behind."""
+  text = str(unraisable.exc_value)
+  return "Event loop is closed" in text or "Encountered error while reading array" in text
+
+
+class _DebrisFilter(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "Encountered error while reading array" not in record.getMessage()
+
+
+def _quiet_read_debris() -> None:
+  """A failed read leaves Orbax coroutines unawaited, futures unretrieved and callbacks aimed at
+  its closed event loop; their tracebacks, printed whenever they are collected (exit included),
+  go to the debug log instead of the terminal. Other errors still reach the previous hooks."""
+  previous = sys.unraisablehook
+  if getattr(previous, "p2p_read_debris", False):
+    return
+  logging.getLogger("asyncio").addFilter(_DebrisFilter())
+
+  def hook(unraisable: Any) -> None:
+    if _read_debris(unraisable):
+      logging.debug("Ignored after a failed checkpoint read: %s", unraisable.exc_value)
+    else:
+      previous(unraisable)
+
+  hook.p2p_read_debris = True
+  sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -140,10 +156,11 @@ class Checkpointer:
     items = {"state": ocp.args.StandardRestore(abstract_state), "config": ocp.args.JsonRestore()}
     if has_sums:
       items["checksums"] = ocp.args.JsonRestore()
+    _quiet_read_debris()  # before: a failing read reports its debris while it fails
     try:
-      with _quiet_unraisable():
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+      restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many types for bad files
+      gc.collect()
       raise DamagedCheckpoint(step, f"unreadable: {_first_line(e)}") from None
     if has_sums:
       bad = mismatches(restored["checksums"], restored["state"])
