@@ -25,17 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo."""
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--saves", type=int, default=5)
@@ -47,6 +36,7 @@ def main() -> None:
 
   import p2p
   from p2p.config import default_config, train_config
+  from p2p.serve.info import cpu_model
   from p2p.train import parallel
   from p2p.train.checkpoint import Checkpointer
   from p2p.train.state import abstract_state, build_networks, count_params, create_train_state

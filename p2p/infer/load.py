@@ -13,7 +13,8 @@ from p2p import compat
 from p2p.config import train_config
 from p2p.infer.sample import Generator
 from p2p.train import parallel
-from p2p.train.checkpoint import Checkpointer, CheckpointError, DamagedCheckpoint
+from p2p.train.checkpoint import (Checkpointer, CheckpointError, DamagedCheckpoint,
+                                  no_checkpoint)
 from p2p.train.state import abstract_state, build_networks, generator_params
 
 
@@ -25,16 +26,14 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
   is an error. A run trained with optim.ema_decay > 0 gives its averaged weights unless
   ema=False.
   """
-  if not (Path(workdir) / "checkpoints").is_dir():  # no folders made for a mistyped path
-    raise CheckpointError(f"{Path(workdir).resolve() / 'checkpoints'} holds no checkpoint; "
-                          f"train first (p2p-train --config=... --workdir={workdir}).")
+  directory = Path(workdir).resolve() / "checkpoints"
+  if not directory.is_dir():  # no folders made for a mistyped path
+    raise no_checkpoint(directory, workdir)
   ckpt = Checkpointer(workdir)
   try:
     steps = ckpt.all_steps()
     if not steps:
-      raise (ckpt.no_intact() if ckpt.damaged_steps() else CheckpointError(
-          f"{ckpt.directory} holds no checkpoint; train first (p2p-train --config=... "
-          f"--workdir={workdir})."))
+      raise ckpt.no_intact() if ckpt.damaged_steps() else no_checkpoint(directory, workdir)
     if step is not None and step not in steps:
       raise CheckpointError(f"{ckpt.directory} has no checkpoint of step {step}; it has "
                             f"{sorted(steps)}.")

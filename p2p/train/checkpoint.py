@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 from p2p.errors import UserError
@@ -36,6 +37,20 @@ CORRUPT = "corrupt"
 
 class CheckpointError(UserError):
   """A run folder's checkpoints cannot be used as asked; the message says why and what to do."""
+
+
+def no_checkpoint(directory: Path, workdir: str | os.PathLike) -> CheckpointError:
+  """The error for a run folder that holds no checkpoint at all."""
+  return CheckpointError(f"{directory} holds no checkpoint; train first (p2p-train "
+                         f"--config=... --workdir={workdir}).")
+
+
+class IncompatibleCheckpoint(CheckpointError):
+  """A checkpoint's arrays have other shapes than the config builds (saved and wanted kept)."""
+
+  def __init__(self, message: str, saved: dict, wanted: dict):
+    super().__init__(message)
+    self.saved, self.wanted = saved, wanted
 
 
 class DamagedCheckpoint(CheckpointError):
@@ -148,7 +163,7 @@ class Checkpointer:
     """(state, config) of a step (default: the newest), verified against its checksums.
 
     Also repositions data_iter if given. Raises DamagedCheckpoint if anything fails to read or
-    an array's checksum differs; CheckpointError if the saved arrays have other shapes.
+    an array's checksum differs; IncompatibleCheckpoint if the saved arrays have other shapes.
     """
     step = self._step(step)
     self._check_shapes(step, abstract_state)
@@ -178,13 +193,13 @@ class Checkpointer:
     saved, wanted = self.saved_shapes(step), shapes(abstract_state)
     if saved != wanted:
       differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-      raise CheckpointError(
+      raise IncompatibleCheckpoint(
           f"checkpoint {step} in {self.directory} holds other arrays than this config builds "
           f"({len(differ)} differ, e.g. {differ[0]}: saved {saved.get(differ[0])}, now "
-          f"{wanted.get(differ[0])}); resume with the run's own config or start a new --workdir.")
+          f"{wanted.get(differ[0])}); resume with the run's own config or start a new --workdir.",
+          saved, wanted)
 
   def _restore_data(self, step: int, data_iter: Any) -> None:
-    import jax
     mine = (self.directory / str(step) / "data" /
             f"process_{jax.process_index()}-of-{jax.process_count()}.json")
     if not mine.exists():  # written by another number of processes
@@ -202,15 +217,14 @@ class Checkpointer:
       raise DamagedCheckpoint(step, f"its data position {mine.name} is unreadable: "
                                     f"{_first_line(e)}") from None
 
-  def newest_intact(self, attempt: Callable[[int], T], *, quarantine: bool,
-                    steps: list[int] | None = None) -> tuple[int, T]:
+  def newest_intact(self, attempt: Callable[[int], T], *, quarantine: bool) -> tuple[int, T]:
     """(step, attempt(step)) for the newest checkpoint that attempt reads without damage.
 
     Damaged ones are logged in one line each and, with quarantine, moved to corrupt/ (all
     processes agree first). With no intact checkpoint left: one CheckpointError.
     """
     damaged = []
-    for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
+    for step in sorted(self.all_steps(), reverse=True):
       error, result = None, None
       try:
         result = attempt(step)
@@ -247,7 +261,6 @@ class Checkpointer:
 
   def _quarantine(self, step: int) -> Path:
     """Moves a step's folder to corrupt/<step>/ (process 0; every process waits)."""
-    import jax
     target = self.directory / CORRUPT / str(step)
     n = 1
     while target.exists():
@@ -264,8 +277,7 @@ class Checkpointer:
   def _step(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step
     if step is None:
-      raise CheckpointError(f"{self.directory} holds no checkpoint; train first "
-                            f"(p2p-train --config=... --workdir={self.directory.parent}).")
+      raise no_checkpoint(self.directory, self.directory.parent)
     return step
 
   def close(self) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 
 from p2p import compat
 from p2p.config import ConfigError
-from p2p.train.checkpoint import Checkpointer
-from p2p.train.checksums import shapes
+from p2p.train.checkpoint import Checkpointer, IncompatibleCheckpoint
 
 # Fields a resumed run may change freely: how long, how often and where it reports. (Any other
 # change that keeps every array's shape is allowed too, with a warning line.)
@@ -60,11 +59,11 @@ def _attempt(ckpt: Checkpointer, abstract: Any, config_dict: dict,
       saved = compat.upgrade(ckpt.read_config(step), resume=True, where=str(ckpt.directory))
     except compat.RemovedOption as e:
       raise ConfigError(str(e)) from None
-    saved_shapes, wanted = ckpt.saved_shapes(step), shapes(abstract)
     changes = config_changes(saved, config_dict)
-    if saved_shapes != wanted:
-      raise incompatible(changes, str(ckpt.directory.parent), saved_shapes, wanted)
-    state, _ = ckpt.restore(abstract, step, data_iter=data_iter)
+    try:
+      state, _ = ckpt.restore(abstract, step, data_iter=data_iter)
+    except IncompatibleCheckpoint as e:  # checked from the metadata, before any array is read
+      raise incompatible(changes, str(ckpt.directory.parent), e.saved, e.wanted) from None
     return changes, state
 
   return attempt
