@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -145,7 +144,7 @@ def main() -> None:
   args = parser.parse_args()
   os.environ.setdefault("WANDB_MODE", "disabled")
   from p2p.data import synthetic
-  from p2p.serve.info import cpu_model
+  from p2p.hardware import machine
   root = Path(args.dir or tempfile.mkdtemp(prefix="p2p-chaos-"))
   data = synthetic.write_dataset(root / "maps", train=4, val=2, seed=0, size=64)
   log = root / "chaos.log"
@@ -166,8 +165,7 @@ def main() -> None:
             "during_save": sum(e["during_save"] for e in events),
             "finished_before_kill": args.kills - relaunches, "seed": args.seed,
             "steps": args.epochs * 4, "straight_run_s": round(straight_s, 1), **checks,
-            "events": events, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "machine": platform.machine(), "workdir": str(root)}
+            "events": events, **machine(), "workdir": str(root)}
   if not args.json:
     for e in events:
       print(f"kill: {e}")

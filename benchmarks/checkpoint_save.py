@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -36,7 +34,7 @@ def main() -> None:
 
   import p2p
   from p2p.config import default_config, train_config
-  from p2p.serve.info import cpu_model
+  from p2p.hardware import machine
   from p2p.train import parallel
   from p2p.train.checkpoint import Checkpointer
   from p2p.train.state import abstract_state, build_networks, count_params, create_train_state
@@ -71,8 +69,7 @@ def main() -> None:
             "save_s_all": [round(s, 3) for s in saves], "restore_s": round(restore_s, 3),
             "checksum_s_per_save": (round(checksum_s / args.saves, 4)
                                     if checksum_s is not None else None),
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "jax": jax.__version__, "backend": jax.default_backend()}
+            **machine(), "jax": jax.__version__, "backend": jax.default_backend()}
   if not args.json:
     print(f"save {result['save_s_median']} s (median of {args.saves}), restore "
           f"{result['restore_s']} s, checksums {result['checksum_s_per_save']} s per save")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_step  # noqa: E402  (benchmarks/train_step.py)
+
+from p2p.hardware import machine  # noqa: E402
 
 
 def loop_config(args: argparse.Namespace):
@@ -103,7 +104,7 @@ def main() -> None:
             "loop_fraction": round(loop["loop_img_per_s"] / step["img_per_s"], 3),
             "compile_s": step["compile_s"], "peak_rss_mib": step["peak_rss_mib"],
             "backend": step["backend"], "device_kind": step["device_kind"],
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": step["jax"],
+            **machine(), "jax": step["jax"],
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
   train_step.report(result, args.json)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 from absl import flags
 
 from p2p.config import DataConfig
 from p2p.data.pipeline import make_iterator, make_split, train_dataset
+from p2p.hardware import machine
 
 
 def measure(cfg: DataConfig, batch_size: int, images: int, warmup: int = 5) -> dict:
@@ -58,7 +58,7 @@ def main() -> None:
   print(json.dumps({
       "benchmark": "input_pipeline", "data_dir": os.path.abspath(args.data_dir),
       "preprocess": args.preprocess, "jitter": True, "batch_size": args.batch_size,
-      "cpu_count": os.cpu_count(), "machine": platform.machine(),
+      **machine(),
       "images_per_s": {str(r["worker_count"]): r["images_per_s"] for r in results},
       "results": results}))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -101,7 +100,7 @@ def main() -> None:
   args = parser.parse_args()
   from gradio_client import Client, handle_file
   import p2p
-  from p2p.serve.info import cpu_model
+  from p2p.hardware import machine
   folder = Path(tempfile.mkdtemp(prefix="p2p-bench-serve-"))
   workdir = Path(args.workdir) if args.workdir else paper_run(folder)
   size = p2p.load(workdir).image_size
@@ -130,8 +129,7 @@ def main() -> None:
   result = {"benchmark": "serve", "workdir": str(workdir), "image_size": size,
             "tiles_1200": len(tile_starts(1200, size, "cover", size - size // 2)) ** 2,
             "server": server, "translate_only": model,
-            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+            **machine(), "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
             "jax": jax.__version__}
   if not args.json:
     for key, value in result.items():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import time
@@ -101,6 +100,7 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
   The step is that of `config` when given (its size, batch, networks and losses; args then
   only set warmup and steps), else of `make_config(args)`.
   """
+  from p2p.hardware import machine
   from p2p.train import hostmem, parallel
   from p2p.train.state import abstract_state, build_networks, create_train_state
   from p2p.train.step import compile_step, precompile
@@ -133,7 +133,8 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
   median = statistics.median(times)
   steady_rss = hostmem.current_rss_mib()  # after the timed steps
   on_cpu = jax.default_backend() == "cpu"
-  dtype = config.compute_dtype
+  from p2p.ops import autotune
+  dtype = autotune.resolve(config.compute_dtype).dtype
   peak = matmul_peak_gflops() if on_cpu else device_matmul_peak_gflops(dtype)
   achieved = k * flops / median / 1e9
   model = config.model
@@ -159,7 +160,7 @@ def measure(args: argparse.Namespace, config: TrainConfig | None = None) -> dict
       "device_peak_mib": device_peak_mib(),
       "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
       "devices": jax.device_count(),
-      "cpu_count": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
+      **machine(), "jax": jax.__version__,
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "compilation_cache": bool(jax.config.jax_compilation_cache_dir),
@@ -175,7 +176,8 @@ def main() -> None:
   parser.add_argument("--ndf", type=int, default=0, help="D's width (0 = --ngf)")
   parser.add_argument("--fm_weight", type=float, default=0.0,
                       help="optim.fm_weight (> 0 adds feature matching's extra D forward)")
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16"),
+                      help="compute_dtype (auto: what this machine picks)")
   parser.add_argument("--conv_transpose", default="phase", choices=("phase", "flax"))
   parser.add_argument("--upsample", default="transposed", choices=("transposed", "resize"),
                       help="model.upsample: G's up convs")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from p2p import compat
 from p2p.config import TrainConfig, train_config
+from p2p.hardware import cpu_model
+from p2p.ops.autotune import recorded_choice
 from p2p.infer import Generator
 
 SCORES = (("L1", "seed/l1", 4), ("PSNR", "seed/psnr", 2), ("SSIM", "seed/ssim", 3),
@@ -25,6 +26,14 @@ def run_config(workdir: str | os.PathLike, step: int) -> TrainConfig:
     return train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
   finally:
     ckpt.close()
+
+
+def trained_dtype(workdir: str | os.PathLike, config: TrainConfig) -> str:
+  """The compute dtype the run trained in: recorded by auto's choice, else the config's."""
+  chosen = recorded_choice(workdir)
+  if config.compute_dtype == "auto" and chosen:
+    return f"{chosen.get('dtype', '?')} (compute_dtype=auto)"
+  return config.compute_dtype
 
 
 def latest_val_l1(workdir: str | os.PathLike) -> tuple[int, float] | None:
@@ -61,17 +70,6 @@ def device_line() -> str:
   if device.platform == "cpu":
     text = f"CPU: {cpu_model()}, {os.cpu_count()} cores"
   return f"{text} (JAX {jax.__version__})"
-
-
-def cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo (else the platform's processor string)."""
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown CPU"
 
 
 def _number(value: Any, digits: int) -> str:
@@ -115,7 +113,7 @@ def describe(workdir: str | os.PathLike, gen: Generator, config: TrainConfig | N
                  f"{m.receptive_field}x{m.receptive_field} PatchGAN (ndf {m.ndf}) in training. "
                  f"Trained {config.num_epochs} epochs"
                  + (f" / {config.max_steps} steps" if config.max_steps else "")
-                 + f" at batch {config.batch_size}, {config.compute_dtype}.")
+                 + f" at batch {config.batch_size}, {trained_dtype(workdir, config)}.")
   else:
     lines.append(f"**Model** U-Net generator, {params:.2f} M parameters.")
   lines.append(f"**Data** `{data.data_dir}`, direction {data.direction}, {data.preprocess} to "
