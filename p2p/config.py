@@ -27,7 +27,7 @@ PREPROCESS = ("patches", "resize")
 SOURCES = ("folder", "tfds")
 SCHEDULES = ("constant", "linear")
 WANDB_MODES = ("disabled", "offline", "online")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")
 
 
 class ConfigError(UserError):
@@ -207,7 +207,9 @@ class TrainConfig:
   log_every_steps: int = field(100, "steps between metrics lines (JSONL, W&B, console)")
   eval_examples: int = field(64, "val examples scored (val_l1) after every epoch")
   num_sample_images: int = field(4, "val examples in each epoch's sample image")
-  compute_dtype: str = field("float32", "float32 | bfloat16 activations; params stay float32")
+  compute_dtype: str = field(
+      "auto", "auto | float32 | bfloat16 activations (params, loss and optimizer stay float32); "
+      "auto: bf16 on CPUs that run it faster (AMX/AVX512-BF16, timed once), else float32")
   steps_per_call: int = field(1, "steps fused per jitted call (lax.scan); > 1 helps on GPUs")
   data: DataConfig = _section(DataConfig, "the dataset and input pipeline")
   model: ModelConfig = _section(ModelConfig, "the networks")

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 
 os.environ["WANDB_MODE"] = "disabled"
+# compute_dtype=auto picks float32 in tests on every CPU (test_autotune unpins it).
+os.environ["P2P_AUTO_DTYPE"] = "float32"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One compilation cache per test session (subprocesses and pytest-xdist workers too, which
 # inherit it from the process that made it): tests that build the same tiny model compile it

@@ -42,11 +42,13 @@ def test_matmul_conv_s2_equals_strided_conv(hw):
   _assert_same_vjp(kernels.matmul_conv_s2, _down, x, k)
 
 
-@pytest.mark.parametrize("impl", [kernels.phase_conv_transpose, kernels.matmul_conv_transpose])
+@pytest.mark.parametrize("impl", [kernels.phase_conv_transpose, kernels.matmul_conv_transpose,
+                                  kernels.lax_forward_conv_transpose])
 @pytest.mark.parametrize("hw,features", [((1, 1), 6), ((2, 2), 3), ((3, 5), 6), ((8, 8), 1),
                                          ((3, 5), kernels.FUSED_PHASE_FEATURES + 2)])
 def test_transposed_convs_equal_lax_conv_transpose(impl, hw, features):
-  """Both phase forms (one wide conv up to FUSED_PHASE_FEATURES, four beyond) and the GEMM."""
+  """Both phase forms (one wide conv up to FUSED_PHASE_FEATURES, four beyond), the GEMM, and
+  the GEMM's gradients under lax's forward."""
   x, k = _random((2, *hw, 4), 2), _random((4, 4, 4, features), 3)
   _assert_same_vjp(impl, _up, x, k)
 
@@ -122,7 +124,8 @@ def test_conv_module_winograd_threshold(min_tiles, uses_winograd):
 
 def test_conv_module_keeps_bfloat16_off_winograd():
   x = _random((1, 9, 9, 6), 14)
-  conv = Conv(8, 4, 1, kernels=KernelOptions(winograd_min_tiles=1), dtype=jnp.bfloat16)
+  conv = Conv(8, 4, 1, kernels=KernelOptions(winograd_min_tiles=1, bf16_gemm=False),
+              dtype=jnp.bfloat16)
   params = conv.init(jax.random.key(0), x)
   assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: conv.apply(params, x))(x))
 

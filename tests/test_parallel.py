@@ -1,6 +1,7 @@
 """Data parallelism: 4 fake CPU devices vs 1, device-count changes on resume, 2 processes, bf16."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -165,17 +166,34 @@ def test_two_processes_survive_a_lost_peer_and_resume(maps, tmp_path):
   assert metric_steps(workdir) == list(range(2, 13, 2))  # process 0 writes alone, each once
 
 
-def test_bfloat16_losses_track_float32(maps, tmp_path):
+def test_bfloat16_losses_track_float32(maps, tmp_path, monkeypatch, caplog):
+  """bf16 (chosen by compute_dtype=auto on a CPU with AMX, timings mocked) learns as float32."""
+  from p2p.hardware import CpuInfo
+  from p2p.ops import autotune
+  amx = CpuInfo("Intel(R) Xeon(R) Platinum 8480+", 2, "6/143/8",
+                frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+  monkeypatch.delenv(autotune.PIN_ENV)
+  monkeypatch.setattr(autotune, "_chosen", {})
+  monkeypatch.setattr(autotune, "cpu_info", lambda: amx)
+  monkeypatch.setattr(autotune, "time_convs", lambda: {"float32": 3.0, "bfloat16": 1.0})
   curves = {}
-  for dtype in ("float32", "bfloat16"):
+  for dtype in ("float32", "auto"):
     c = base.tiny(base.default_config())
     c.data.data_dir, c.data.preprocess, c.compute_dtype = str(maps), "resize", dtype
     c.batch_size, c.num_epochs, c.max_steps, c.log_every_steps = 2, 20, 0, 4
     c.eval_examples = c.num_sample_images = 1
     c.checkpoint_every_epochs = c.num_epochs  # one checkpoint, at the end
-    train_and_evaluate(train_config(c), tmp_path / dtype, progress=False)
+    with caplog.at_level(logging.INFO):
+      train_and_evaluate(train_config(c), tmp_path / dtype, progress=False)
     rows = [json.loads(line) for line in (tmp_path / dtype / "metrics.jsonl").open()]
     curves[dtype] = np.array([r["l1_loss"] for r in rows if "l1_loss" in r])
+  chosen = json.loads((tmp_path / "auto" / "autotune.json").read_text())["chosen"]
+  assert (chosen["dtype"], chosen["path"], chosen["cpu"]) == ("bfloat16", "amx_bf16", amx.key)
+  assert json.loads((tmp_path / "float32" / "autotune.json").read_text())["chosen"]["path"] == (
+      "explicit")
+  assert "compute_dtype: bfloat16 (auto: Intel(R) Xeon(R) Platinum 8480+ has AMX-BF16; bf16 " \
+         "convs 3.00x float32's speed in the autotune, faster)" in caplog.text
+  curves["bfloat16"] = curves.pop("auto")
   f32, bf16 = curves["float32"], curves["bfloat16"]
   assert len(f32) == len(bf16) == 20  # 80 steps, logged every 4
   assert f32[-5:].mean() < 0.8 * f32[:2].mean()  # the run learns...

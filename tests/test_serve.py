@@ -1,6 +1,7 @@
 """p2p.serve without a server: the engine (limits, errors, shape buckets), examples and info."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -129,9 +130,11 @@ def test_info_panel_names_run_scores_and_device(engine, tiny_run, tmp_path):
   (run / "eval").mkdir(parents=True)
   (run / "eval" / "metrics.json").write_text(json.dumps(summary))
   (run / "metrics.jsonl").write_text('{"step": 4, "val_l1": 0.5}\n{"step": 8, "val_l1": 0.4}\n')
+  shutil.copy(tiny_run / "autotune.json", run)  # what compute_dtype=auto chose
   config = info.run_config(tiny_run, engine.gen.step)
   text = info.describe(run, engine.gen, config, "uploads up to 1 MP.")
   assert f"checkpoint step **{engine.gen.step}**" in text
   assert "ngf 8" in text and "Validation L1** during training: 0.4000 at step 8" in text
   assert "| resize | model | 0.2500 | 14.50 |" in text and "SSIM" not in text
   assert "CPU" in text and "uploads up to 1 MP." in text
+  assert f"at batch {config.batch_size}, float32 (compute_dtype=auto)." in text

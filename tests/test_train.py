@@ -91,6 +91,8 @@ def test_run_writes_checkpoint_metrics_curve_and_samples(straight):
   samples = sorted(p.name for p in (workdir / "samples").iterdir())
   assert samples == [f"val_samples_{s:08d}.png" for s in (0, 3, 4)]
   assert Checkpointer(workdir).all_steps() == [1 * 3, 4]  # every epoch (config) and the end
+  chosen = json.loads((workdir / "autotune.json").read_text())["chosen"]  # auto, pinned by tests
+  assert (config.compute_dtype, chosen["dtype"], chosen["path"]) == ("auto", "float32", "pinned")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import jax
 from p2p import compat
 from p2p.config import train_config
 from p2p.infer.sample import Generator
+from p2p.ops import autotune
 from p2p.train import parallel
 from p2p.train.checkpoint import (Checkpointer, CheckpointError, DamagedCheckpoint,
                                   no_checkpoint)
@@ -58,6 +59,7 @@ def load(workdir: str | os.PathLike, step: int | None = None, ema: bool = True) 
 def _restore(ckpt: Checkpointer, step: int, workdir: str | os.PathLike) -> tuple[Any, Any, Any]:
   """(config, networks, state) of one checkpoint, restored on one device and verified."""
   config = train_config(compat.upgrade(ckpt.read_config(step), where=str(workdir)))
+  autotune.resolve(config.compute_dtype, workdir)  # the run's cached autotune, if this CPU's
   nets = build_networks(config, steps_per_epoch=1)
   one_device = parallel.replicated(parallel.make_mesh(jax.local_devices()[:1]))
   abstract = parallel.with_sharding(abstract_state(nets, config.data.image_size,

@@ -15,9 +15,11 @@ from flax.typing import PrecisionLike
 from jax import lax
 
 from p2p.fields import field
-from p2p.ops.conv import (DIMENSION_NUMBERS, NARROW_FEATURES, Padding, lax_conv, matmul_conv_s2,
+from p2p.ops.conv import (DIMENSION_NUMBERS, LAX_FORWARD_MIN_SIZE, NARROW_FEATURES, Padding,
+                          lax_conv, lax_forward_conv_transpose, matmul_conv_s2,
                           matmul_conv_transpose, narrow_conv, nearest_up_kernel,
                           phase_conv_transpose, s2_conv)
+from p2p.ops.gemm import gemm_conv, gemm_conv_s2, gemm_conv_transpose
 from p2p.ops.winograd import winograd_conv, winograd_tiles
 
 CONV_TRANSPOSE_IMPLS = ("phase", "flax")
@@ -37,6 +39,9 @@ class KernelOptions:
       128, "on CPU, float32 4x4 stride-1 convs with at least this many 4x4 output tiles "
       "(batch x tiles; 64 per image for the 70x70 D at 256 px) run as Winograd F(4x4, 4x4), "
       "equal up to float32 rounding; 0 = never")
+  bf16_gemm: bool = field(
+      True, "on CPU, bfloat16 convs run as im2col + bf16 GEMMs in the one form XLA:CPU sends to "
+      "its bf16 matrix kernels (AMX tiles where present); False = lax's bf16 convs")
 
   def __post_init__(self):
     if self.conv_transpose_impl not in CONV_TRANSPOSE_IMPLS:
@@ -52,11 +57,17 @@ def cpu_rewrites() -> bool:
   return jax.default_backend() == "cpu"
 
 
+def bf16_gemm(x: jax.Array, options: KernelOptions) -> bool:
+  """Whether a conv of x runs as p2p.ops.gemm's bf16 GEMMs: bf16 on CPU, unless switched off."""
+  return options.bf16_gemm and x.dtype == jnp.bfloat16 and cpu_rewrites()
+
+
 def conv2d(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, stride: int,
            options: KernelOptions = KernelOptions(), precision: PrecisionLike = None
            ) -> jax.Array:
   """A square conv with pix2pix's padding (k - 1) // 2, by the fastest equal kernel.
 
+  bf16 on CPU: 4x4 stride-2 and stride-1 convs run as bf16 GEMMs (bf16_gemm). Otherwise
   4x4 stride-2 convs run as one GEMM up to options.matmul_conv_max_size px, else (on CPU) with
   s2_conv's input gradient; float32 4x4 stride-1 convs with enough output tiles as Winograd; a
   conv with few output features with narrow_conv's kernel gradient; the rest as lax's conv.
@@ -66,6 +77,9 @@ def conv2d(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array, stride: int,
   padding: Padding = ((pad, pad), (pad, pad))
   height, width = x_BxHxWxC.shape[1:3]
   down = (k, stride, pad) == (4, 2, 1) and height % 2 == 0 and width % 2 == 0
+  if bf16_gemm(x_BxHxWxC, options) and (down or stride == 1):
+    return gemm_conv_s2(x_BxHxWxC, kernel_KxKxCxF) if down else gemm_conv(
+        x_BxHxWxC, kernel_KxKxCxF, padding)
   if down and max(height, width) <= options.matmul_conv_max_size:
     return matmul_conv_s2(x_BxHxWxC, kernel_KxKxCxF, precision)
   if down and cpu_rewrites():
@@ -86,12 +100,17 @@ def conv_transpose2d(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array,
   """B x H x W x C -> B x 2H x 2W x F: a 4x4 stride-2 'SAME' transposed conv, or resize-conv.
 
   A 3x3 kernel means nearest 2x upsampling then that 3x3 conv (Odena et al., 2016), run as the
-  equal 4x4 transposed conv (nearest_up_kernel). Inputs whose output side is at most
-  options.matmul_conv_max_size run as one batched GEMM, others by options.conv_transpose_impl.
+  equal 4x4 transposed conv (nearest_up_kernel). bf16 on CPU runs as bf16 GEMMs; otherwise
+  inputs whose output side is at most options.matmul_conv_max_size run as one batched GEMM
+  (on CPU from LAX_FORWARD_MIN_SIZE px with lax's forward), others by options.conv_transpose_impl.
   """
   if kernel_KxKxCxF.shape[0] == 3:
     kernel_KxKxCxF = nearest_up_kernel(kernel_KxKxCxF)
+  if bf16_gemm(x_BxHxWxC, options):
+    return gemm_conv_transpose(x_BxHxWxC, kernel_KxKxCxF)
   if 2 * max(x_BxHxWxC.shape[1:3]) <= options.matmul_conv_max_size:
+    if min(x_BxHxWxC.shape[1:3]) >= LAX_FORWARD_MIN_SIZE and cpu_rewrites():
+      return lax_forward_conv_transpose(x_BxHxWxC, kernel_KxKxCxF, precision)
     return matmul_conv_transpose(x_BxHxWxC, kernel_KxKxCxF, precision)
   if options.conv_transpose_impl == "flax":
     return lax.conv_transpose(x_BxHxWxC, kernel_KxKxCxF, (2, 2), "SAME",
@@ -99,4 +118,5 @@ def conv_transpose2d(x_BxHxWxC: jax.Array, kernel_KxKxCxF: jax.Array,
   return phase_conv_transpose(x_BxHxWxC, kernel_KxKxCxF, precision)
 
 
-__all__ = ["CONV_TRANSPOSE_IMPLS", "KernelOptions", "conv2d", "conv_transpose2d", "cpu_rewrites"]
+__all__ = ["CONV_TRANSPOSE_IMPLS", "KernelOptions", "bf16_gemm", "conv2d", "conv_transpose2d",
+           "cpu_rewrites"]

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from p2p.config import TrainConfig
 from p2p.data.pipeline import make_iterator, make_split, resolve, train_dataset
 from p2p.data.resident import ResidentIterator
+from p2p.ops import autotune
 from p2p.train import distributed, hostmem, parallel, peers
 from p2p.train.checkpoint import Checkpointer, CheckpointError
 from p2p.train.monitor import MetricsLogger, NonFiniteLoss, Validator
@@ -126,6 +127,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | Path, *,
   else:
     data_iter = make_iterator(config.data, train_dataset(
         config.data, split, batch_size=local_batch, seed=config.seed))
+  choice = autotune.agree(autotune.resolve(config.compute_dtype, workdir))
+  autotune.log(choice)
+  if jax.process_index() == 0:
+    autotune.record(workdir, choice)
   nets = build_networks(config, schedule.steps_per_epoch)
   config_dict = dataclasses.asdict(config)
   ckpt = Checkpointer(workdir, config.max_checkpoints_to_keep)

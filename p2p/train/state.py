@@ -14,6 +14,7 @@ from flax import struct
 
 from p2p.config import ModelConfig, OptimConfig, TrainConfig
 from p2p.models import MultiScaleDiscriminator, PatchDiscriminator, UNetGenerator, resolve_num_downs
+from p2p.ops import autotune
 from p2p.train import parallel
 
 
@@ -73,7 +74,7 @@ def learning_rate_schedule(optim: OptimConfig, num_epochs: int,
 def build_networks(config: TrainConfig, steps_per_epoch: int) -> Networks:
   """The generator, discriminator and one Adam each (D's rate x d_lr_scale), from a config."""
   model: ModelConfig = config.model
-  dtype = jnp.dtype(config.compute_dtype)
+  dtype = jnp.dtype(autotune.resolve(config.compute_dtype).dtype)
   size = config.data.image_size  # fixes the depth, so the net also runs on larger inputs
   generator = UNetGenerator(ngf=model.ngf, out_channels=config.data.model_channels()[1], norm=model.g_norm or model.norm,
                             dropout_rate=model.dropout_rate,
