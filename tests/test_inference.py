@@ -87,6 +87,9 @@ def test_running_norm_is_eval_mode(gen):
   a = p2p.sample(gen, maps, norm="running", rng=jax.random.PRNGKey(1))
   np.testing.assert_array_equal(a, p2p.sample(gen, maps, norm="running",
                                                    rng=jax.random.PRNGKey(2)))
+  # One batched call (no vmap): each image's output is still its own.
+  alone = np.concatenate([p2p.sample(gen, maps[i:i + 1], norm="running") for i in range(2)])
+  assert np.abs(a.astype(int) - alone).max() <= 1
   with pytest.raises(ValueError, match="norm='eval'"):
     p2p.sample(gen, maps, norm="eval")
 

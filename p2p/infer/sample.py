@@ -89,6 +89,9 @@ def _predict_fn(module: UNetGenerator, norm: str) -> Callable:
   """Jitted (variables, x_BxHxWx3, rng) -> G(x), each image with its own statistics."""
   if norm not in NORM_MODES:
     raise ValueError(f"norm={norm!r} is not one of {NORM_MODES}.")
+  if norm == "running":  # no per-image statistics: one batched call (vmap costs ~2x on CPU)
+    return jax.jit(lambda variables, x_BxHxWx3, rng, offset: module.apply(
+        variables, x_BxHxWx3, train=False, dropout=False))
 
   def one(variables, x_HxWx3, rng):
     if norm == "running":

@@ -5,7 +5,8 @@ XLA:CPU has these slow spots in the pix2pix networks, all measured in benchmarks
   4x4 stride-2 transposed conv as stride-1 2x2 convs over the kernel's phase slices (one wide
   conv for all four phases when F <= 128);
 - small-spatial convs (the U-Net's inner levels, <= 16 px), where one conv call costs more than
-  its FLOPs: `matmul_conv_s2` / `matmul_conv_transpose` run them as patch extraction + one GEMM;
+  its FLOPs: `matmul_conv_s2` / `matmul_conv_transpose` run them as patch extraction + one GEMM
+  (`lax_forward_conv_transpose`: with lax's forward at 4-8 px, where the kernels dominate);
 - the kernel gradient of a conv with very few output features (the U-Net's RGB output layer,
   the PatchGAN's logit layer): `narrow_conv` computes it as one GEMM over the whole input;
 - the input gradient of a 4x4 stride-2 conv (an lhs-dilated conv): `s2_conv` computes it as
@@ -66,11 +67,12 @@ def _matmul(patches: jax.Array, kernel_KxF: jax.Array, precision: PrecisionLike)
 
 def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
                    precision: PrecisionLike = None) -> jax.Array:
-  """A 4x4 stride-2 conv with padding 1 (pix2pix's down conv) as space-to-depth + one GEMM.
+  """A 4x4 stride-2 conv with padding 1 (pix2pix's down conv) as patch extraction + one GEMM.
 
-  With x padded by one and folded 2x2 into channels (X[m] = x_pad[2m:2m+2]), output i reads
-  X[i] and X[i+1]: a 2x2 stride-1 conv over 4C channels, done as 2x2 patches times a
-  (16C x F) reshaping of the same kernel. H and W must be even.
+  The patches are the 16 taps' stride-2 slices of x padded by one, in the kernel's own
+  (row, col, C) order, so the kernel enters the GEMM as a free reshape: at the U-Net's inner
+  levels the kernels are far larger than the activations, and re-laying them out (as a
+  space-to-depth formulation must) cost more than the GEMM. H and W must be even.
   """
   b, h, w, c = x_BxHxWxC.shape
   features = kernel_4x4xCxF.shape[-1]
@@ -78,14 +80,9 @@ def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
     kernel = kernel_4x4xCxF[1:3, 1:3].reshape(4 * c, features)
     return _matmul(x_BxHxWxC.reshape(b, 1, 1, 4 * c), kernel, precision)
   x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  x_s2d = (x_pad.reshape(b, h // 2 + 1, 2, w // 2 + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
-           .reshape(b, h // 2 + 1, w // 2 + 1, 4 * c))  # channels (p, q, c): row 2m+p, col 2n+q
-  patches = jnp.concatenate([x_s2d[:, a:a + h // 2, bb:bb + w // 2]
-                             for a in (0, 1) for bb in (0, 1)], axis=-1)
-  # kernel row ky = 2a + p, col kx = 2bb + q  ->  rows ordered (a, bb, p, q, c) like patches
-  kernel = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 1, 3, 4, 5)
-            .reshape(16 * c, features))
-  return _matmul(patches, kernel, precision)
+  patches = jnp.concatenate([x_pad[:, ky:ky + h:2, kx:kx + w:2]
+                             for ky in range(4) for kx in range(4)], axis=-1)
+  return _matmul(patches, kernel_4x4xCxF.reshape(16 * c, features), precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -183,6 +180,38 @@ def matmul_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
                                 (((4,), (1,)), ((0,), (0,))), precision=precision)
   y = y_4xBxHxWxF.reshape(2, 2, b, h, w, features).transpose(2, 3, 0, 4, 1, 5)
   return y.reshape(b, 2 * h, 2 * w, features)
+
+
+# From this input side, small transposed convs run lax's own forward (no kernel re-layout):
+# 3.4 vs 16.2 ms at 4 px and 5.2 vs 17.9 ms at 8 px (1024 -> 512 features, batch 1); at 2 px
+# lax's is 5x slower than the GEMM.
+LAX_FORWARD_MIN_SIZE = 4
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def lax_forward_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
+                               precision: PrecisionLike = None) -> jax.Array:
+  """matmul_conv_transpose's result by lax.conv_transpose forward, its GEMMs' gradients backward.
+
+  At the U-Net's inner levels the kernels far outweigh the activations: XLA:CPU's transposed
+  conv reads the kernel as it is, while the GEMM form re-lays it out first; backward, the GEMM
+  form's gradients are the fast ones (lax's kernel gradient is the slow lhs-dilated conv).
+  """
+  return lax.conv_transpose(x_BxHxWxC, kernel_4x4xCxF, (2, 2), "SAME",
+                            dimension_numbers=DIMENSION_NUMBERS, precision=precision)
+
+
+def _lax_forward_fwd(x, kernel, precision):
+  return lax_forward_conv_transpose(x, kernel, precision), (x, kernel)
+
+
+def _lax_forward_bwd(precision, residuals, grad):
+  x, kernel = residuals
+  _, vjp = jax.vjp(lambda x, k: matmul_conv_transpose(x, k, precision), x, kernel)
+  return vjp(grad)
+
+
+lax_forward_conv_transpose.defvjp(_lax_forward_fwd, _lax_forward_bwd)
 
 
 def _stride1_conv(x: jax.Array, kernel: jax.Array, padding: Padding,
