@@ -7,6 +7,7 @@ benchmark's JSON line carries `machine()`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 from pathlib import Path
@@ -56,8 +57,10 @@ def parse_cpuinfo(text: str, cores: int) -> CpuInfo:
                  flags=frozenset(fields.get("flags", "").split()))
 
 
+@functools.cache
 def cpu_info() -> CpuInfo:
-  """This machine's CPU (the platform's processor string where /proc/cpuinfo is missing)."""
+  """This machine's CPU, read once per process (the platform's processor string where
+  /proc/cpuinfo is missing)."""
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   try:
     return parse_cpuinfo(Path("/proc/cpuinfo").read_text(), cores or 1)

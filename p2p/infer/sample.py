@@ -94,8 +94,6 @@ def _predict_fn(module: UNetGenerator, norm: str) -> Callable:
         variables, x_BxHxWx3, train=False, dropout=False))
 
   def one(variables, x_HxWx3, rng):
-    if norm == "running":
-      return module.apply(variables, x_HxWx3[None], train=False, dropout=False)[0]
     out, _ = module.apply(variables, x_HxWx3[None], train=True, dropout=norm == "batch",
                           rngs={"dropout": rng}, mutable=["batch_stats"])
     return out[0]

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from p2p.hardware import CpuInfo, cpu_info
+from p2p.ops import conv2d, conv_transpose2d
 
 CACHE_FILE = "autotune.json"
 PIN_ENV = "P2P_AUTO_DTYPE"
@@ -75,8 +76,6 @@ def select(backend: str, cpu: CpuInfo, timings: dict[str, float] | None = None) 
 
 def time_convs(repeats: int = 5) -> dict[str, float]:
   """Seconds of WORKLOAD (forward + backward, median of interleaved repeats) per dtype."""
-  from p2p.ops import conv2d, conv_transpose2d  # p2p.ops imports nothing from here
-
   def layer(kind, x, kernel):
     return conv2d(x, kernel, 2) if kind == "down" else conv_transpose2d(x, kernel)
 
@@ -138,7 +137,11 @@ def record(workdir: str | os.PathLike, choice: Choice, cpu: CpuInfo | None = Non
   tmp.replace(directory / CACHE_FILE)
 
 
-_chosen: dict[str, Choice] = {}
+_chosen: dict[str, Choice] = {}  # per process: "backend: CPU key" -> auto's choice
+
+
+def _key(backend: str, cpu: CpuInfo) -> str:
+  return f"{backend}: {cpu.key}"
 
 
 def resolve(compute_dtype: str, workdir: str | os.PathLike | None = None, *,
@@ -153,7 +156,7 @@ def resolve(compute_dtype: str, workdir: str | os.PathLike | None = None, *,
       raise ValueError(f"{PIN_ENV}={pinned!r} is not one of {DTYPES}.")
     return Choice(pinned, "pinned", f"auto pinned by {PIN_ENV}")
   backend, cpu = backend or jax.default_backend(), cpu or cpu_info()
-  key = f"{backend}: {cpu.key}"
+  key = _key(backend, cpu)
   if key in _chosen:
     choice = _chosen[key]
   elif not needs_timing(backend, cpu):
@@ -176,11 +179,10 @@ def agree(choice: Choice) -> Choice:
   import numpy as np
   from jax.experimental import multihost_utils
   index = int(multihost_utils.broadcast_one_to_all(np.int32(DTYPES.index(choice.dtype))))
-  if DTYPES[index] != choice.dtype:
+  if DTYPES[index] != choice.dtype:  # only auto's timed choice can differ between processes
     choice = Choice(DTYPES[index], choice.path, f"{choice.reason}; process 0 chose "
                     f"{DTYPES[index]}, which every process uses", choice.timings)
-  if choice.path not in ("explicit", "pinned"):
-    _chosen[f"{jax.default_backend()}: {cpu_info().key}"] = choice
+    _chosen[_key(jax.default_backend(), cpu_info())] = choice
   return choice
 
 

@@ -65,6 +65,39 @@ def _matmul(patches: jax.Array, kernel_KxF: jax.Array, precision: PrecisionLike)
                          precision=precision)
 
 
+def s2_patches(x_BxHxWxC: jax.Array) -> jax.Array:
+  """B x H/2 x W/2 x 16C: a 4x4 stride-2 padding-1 conv's receptive fields, in the kernel's own
+  (row, col, C) order (the 16 taps' stride-2 slices of x padded by one)."""
+  _, h, w, _ = x_BxHxWxC.shape
+  x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jnp.concatenate([x_pad[:, ky:ky + h:2, kx:kx + w:2]
+                          for ky in range(4) for kx in range(4)], axis=-1)
+
+
+def phase_kernel(kernel_4x4xCxF: jax.Array) -> jax.Array:
+  """2 x 2 x C x 4F: a 4x4 transposed conv's four phase kernels side by side, (ry, rx, F) outputs.
+
+  Kernel row ky = 2a + ry, col kx = 2bb + rx  ->  (a, bb) x C x (ry, rx, F).
+  """
+  _, _, c, features = kernel_4x4xCxF.shape
+  return (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 4, 1, 3, 5)
+          .reshape(2, 2, c, 4 * features))
+
+
+def interleave_phases(y_BxH1xW1x4F: jax.Array) -> jax.Array:
+  """B x 2H x 2W x F from the wide phase conv's B x (H+1) x (W+1) x (ry, rx, F) output.
+
+  Phase (ry, rx) output t reads x_pad[t + ry + a] through kernel[ry + 2a]: the wide conv's
+  output at t + ry, in its (ry, rx) block.
+  """
+  b, h1, w1, f4 = y_BxH1xW1x4F.shape
+  h, w, features = h1 - 1, w1 - 1, f4 // 4
+  y = y_BxH1xW1x4F.reshape(b, h1, w1, 2, 2, features)
+  rows = [jnp.stack([y[:, ry:ry + h, rx:rx + w, ry, rx] for rx in (0, 1)], axis=3)
+          for ry in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, features)
+
+
 def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
                    precision: PrecisionLike = None) -> jax.Array:
   """A 4x4 stride-2 conv with padding 1 (pix2pix's down conv) as patch extraction + one GEMM.
@@ -79,10 +112,7 @@ def matmul_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
   if (h, w) == (2, 2):  # one output pixel: only the central 2x2 taps see the input
     kernel = kernel_4x4xCxF[1:3, 1:3].reshape(4 * c, features)
     return _matmul(x_BxHxWxC.reshape(b, 1, 1, 4 * c), kernel, precision)
-  x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate([x_pad[:, ky:ky + h:2, kx:kx + w:2]
-                             for ky in range(4) for kx in range(4)], axis=-1)
-  return _matmul(patches, kernel_4x4xCxF.reshape(16 * c, features), precision)
+  return _matmul(s2_patches(x_BxHxWxC), kernel_4x4xCxF.reshape(16 * c, features), precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -138,21 +168,12 @@ def _fused_phase_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,
                                 precision: PrecisionLike = None) -> jax.Array:
   """The four phases as one 2x2 conv over x padded by one, with (ry, rx, F) output features.
 
-  Phase (ry, rx) output t reads x_pad[t + ry + a] through kernel[ry + 2a] (as in
-  matmul_conv_transpose), so it is the wide conv's output at t + ry, in its (ry, rx) block. The
-  kernel gradient comes from per-tap GEMMs (narrow_conv): XLA:CPU's own is ~2x slower here.
+  See phase_kernel and interleave_phases. The kernel gradient comes from per-tap GEMMs
+  (narrow_conv): XLA:CPU's own is ~2x slower here.
   """
-  b, h, w, c = x_BxHxWxC.shape
-  features = kernel_4x4xCxF.shape[-1]
-  # kernel row ky = 2a + ry, col kx = 2bb + rx  ->  (a, bb) x C x (ry, rx, F)
-  kernel_2x2xCx4F = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 4, 1, 3, 5)
-                     .reshape(2, 2, c, 4 * features))
   x_pad = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  y = narrow_conv(x_pad, kernel_2x2xCx4F, ((0, 0), (0, 0)), precision)
-  y_all = y.reshape(b, h + 1, w + 1, 2, 2, features)
-  rows = [jnp.stack([y_all[:, ry:ry + h, rx:rx + w, ry, rx] for rx in (0, 1)], axis=3)
-          for ry in (0, 1)]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, features)
+  return interleave_phases(narrow_conv(x_pad, phase_kernel(kernel_4x4xCxF), ((0, 0), (0, 0)),
+                                       precision))
 
 
 def matmul_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array,

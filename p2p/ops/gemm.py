@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from p2p.ops.conv import Padding
+from p2p.ops.conv import Padding, interleave_phases, phase_kernel, s2_patches
 
 CONTRACT = (((1,), (0,)), ((), ()))
 # gemm_conv_s2 switches to space-to-depth at this input size (measured per layer, bf16, batch 1).
@@ -98,12 +98,11 @@ def gemm_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array) -> jax.Array:
   """
   b, h, w, c = x_BxHxWxC.shape
   features = kernel_4x4xCxF.shape[-1]
-  x_pad = jnp.pad(x_BxHxWxC.astype(jnp.bfloat16), ((0, 0), (1, 1), (1, 1), (0, 0)))
   if max(h, w) < S2D_MIN_SIZE:
-    p = jnp.concatenate([x_pad[:, ky:ky + h:2, kx:kx + w:2]
-                         for ky in range(4) for kx in range(4)], -1)
+    p = s2_patches(x_BxHxWxC.astype(jnp.bfloat16))
     y = mxu_dot(p.reshape(-1, 16 * c), kernel_4x4xCxF.reshape(16 * c, features))
     return y.reshape(b, h // 2, w // 2, features).astype(jnp.bfloat16)
+  x_pad = jnp.pad(x_BxHxWxC.astype(jnp.bfloat16), ((0, 0), (1, 1), (1, 1), (0, 0)))
   x_s2d = (x_pad.reshape(b, h // 2 + 1, 2, w // 2 + 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
            .reshape(b, h // 2 + 1, w // 2 + 1, 4 * c))  # channels (p, q, c)
   # kernel row ky = 2a + p, col kx = 2bb + q  ->  (a, bb) x (p, q, c) x F
@@ -113,16 +112,6 @@ def gemm_conv_s2(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array) -> jax.Array:
 
 
 def gemm_conv_transpose(x_BxHxWxC: jax.Array, kernel_4x4xCxF: jax.Array) -> jax.Array:
-  """lax.conv_transpose(x, k, (2, 2), 'SAME') as one 2x2 gemm_conv with (ry, rx, F) outputs.
-
-  Phase (ry, rx) output t reads x_pad[t + ry + a] through kernel[ry + 2a]: the wide conv's
-  output at t + ry, in its (ry, rx) block (as p2p.ops.conv's fused phase conv).
-  """
-  b, h, w, c = x_BxHxWxC.shape
-  features = kernel_4x4xCxF.shape[-1]
-  kernel = (kernel_4x4xCxF.reshape(2, 2, 2, 2, c, features).transpose(0, 2, 4, 1, 3, 5)
-            .reshape(2, 2, c, 4 * features))
-  y = gemm_conv(x_BxHxWxC, kernel, ((1, 1), (1, 1))).reshape(b, h + 1, w + 1, 2, 2, features)
-  rows = [jnp.stack([y[:, ry:ry + h, rx:rx + w, ry, rx] for rx in (0, 1)], axis=3)
-          for ry in (0, 1)]
-  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, features)
+  """lax.conv_transpose(x, k, (2, 2), 'SAME') as one 2x2 gemm_conv with (ry, rx, F) outputs,
+  its phases interleaved (as p2p.ops.conv's fused phase conv)."""
+  return interleave_phases(gemm_conv(x_BxHxWxC, phase_kernel(kernel_4x4xCxF), ((1, 1), (1, 1))))
